@@ -1,0 +1,52 @@
+# agentid — run `make help` for the targets.
+#
+# Everything here needs only Go (and, for the tests of later issues, the
+# programs the tool modules under test/tools build). Tools are pinned in their
+# own modules; nothing relies on a hand install.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+GO ?= go
+BIN := $(CURDIR)/bin
+PKGS := ./...
+# Benchmarks: override e.g. `make bench BENCH=BenchmarkCreate BENCHPKGS=./pkg/store/...`.
+BENCH ?= .
+BENCHPKGS ?= ./pkg/...
+BENCHTIME ?= 1s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## show this help
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build every binary into ./bin
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: ## run all tests (the README's test command; CI runs it)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+.PHONY: lint
+lint: ## go vet, gofmt and buf lint
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	./proto/generate.sh lint
+
+.PHONY: generate
+generate: ## regenerate the Go code of proto/ with the pinned tools
+	./proto/generate.sh
+
+.PHONY: generate-check
+generate-check: generate ## fail when generated code differs from what is committed
+	@if [ -n "$$(git status --porcelain -- proto)" ]; then git status --short -- proto; echo "generated code is out of date: run make generate and commit"; exit 1; fi
+
+.PHONY: tidy-check
+tidy-check: ## fail when go.mod/go.sum are not tidy
+	$(GO) mod tidy -diff
+
+.PHONY: bench
+bench: ## run benchmarks (BENCH, BENCHPKGS, BENCHTIME select)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(BENCHPKGS)

@@ -1,0 +1,446 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize bounds the configuration file.
+const MaxFileSize = 1 << 20
+
+// Defaults applied when a key is absent.
+const (
+	DefaultEntryPrefix       = "agentid-"
+	DefaultSelectorType      = "aiagent"
+	DefaultReconcileInterval = 10 * time.Second
+	DefaultGroupsClaim       = "groups"
+	DefaultMaxDepth          = 1
+	DefaultX509SVIDTTL       = time.Hour
+	DefaultJWTSVIDTTL        = 5 * time.Minute
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "json"
+	DefaultServerIDPath      = "/agentid-server"
+)
+
+// File is the configuration file as written. Every field maps to one key;
+// see examples/server/agentid-server.yaml.
+type File struct {
+	// TrustDomain is the SPIRE trust domain, e.g. "example.org". Required.
+	TrustDomain string `yaml:"trust_domain"`
+	Store       struct {
+		// Path of the bbolt file. Required; its directory must exist when the server starts.
+		Path string `yaml:"path"`
+	} `yaml:"store"`
+	SPIRE struct {
+		// AdminSocket is spire-server's admin API socket (socket_path in its
+		// config). Required: entries are reconciled through it.
+		AdminSocket string `yaml:"admin_socket"`
+		// WorkloadAPISocket, when set, is where the server gets its own
+		// X509-SVID; otherwise it mints one over the admin socket.
+		WorkloadAPISocket string `yaml:"workload_api_socket"`
+		// ServerID is the server's own SPIFFE ID when it mints its SVID.
+		// Default: spiffe://<trust domain>/agentid-server.
+		ServerID string `yaml:"server_id"`
+		// EntryPrefix marks the registration entries the server owns; it never
+		// touches others. Default "agentid-".
+		EntryPrefix string `yaml:"entry_prefix"`
+		// SelectorType is the agentid-attestor's plugin name; every declared
+		// agent must have at least one selector of it. Default "aiagent".
+		SelectorType string `yaml:"selector_type"`
+		// ReconcileInterval is how often entries are checked even without a
+		// change. Default 10s.
+		ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	} `yaml:"spire"`
+	Listen struct {
+		// GRPC is the mTLS address for workloads (agents, front ends,
+		// verifiers), e.g. "0.0.0.0:8443". Empty: no TCP listener.
+		GRPC string `yaml:"grpc"`
+		// LocalSocket is the unix socket for the composer plugin, the CLI and
+		// admins, protected by file permissions. Required.
+		LocalSocket string `yaml:"local_socket"`
+		// HTTP serves /healthz, /readyz and /metrics. Empty: off.
+		HTTP string `yaml:"http"`
+	} `yaml:"listen"`
+	OIDC struct {
+		Issuers []Issuer `yaml:"issuers"`
+	} `yaml:"oidc"`
+	Policy struct {
+		Rules []Rule `yaml:"rules"`
+	} `yaml:"policy"`
+	Agents []Agent `yaml:"agents"`
+	Access struct {
+		// Verifiers may call WatchDelegations over mTLS (services that check
+		// revocations).
+		Verifiers []string `yaml:"verifiers"`
+		// Admins may, over mTLS, do what the local socket may: revoke any
+		// delegation, read agents and audit.
+		Admins []string `yaml:"admins"`
+		// AuditReaders may read agents and the audit log over mTLS.
+		AuditReaders []string `yaml:"audit_readers"`
+	} `yaml:"access"`
+	Log struct {
+		Level  string `yaml:"level"`  // debug, info, warn, error; default info
+		Format string `yaml:"format"` // json or text; default json
+	} `yaml:"log"`
+}
+
+// Issuer is one accepted OIDC issuer of user tokens.
+type Issuer struct {
+	// URL is the issuer exactly as in its tokens' iss claim.
+	URL string `yaml:"url"`
+	// Audiences lists accepted aud values; at least one.
+	Audiences []string `yaml:"audiences"`
+	// GroupsClaim names the claim holding the user's groups. Default "groups".
+	GroupsClaim string `yaml:"groups_claim"`
+	// RequireVerifiedEmail refuses tokens whose email_verified is not true.
+	RequireVerifiedEmail bool `yaml:"require_verified_email"`
+}
+
+// Rule is one policy rule (DESIGN §7).
+type Rule struct {
+	Name     string        `yaml:"name"`
+	When     string        `yaml:"when"`
+	Scopes   []string      `yaml:"scopes"`
+	MaxTTL   time.Duration `yaml:"max_ttl"`
+	MaxDepth int           `yaml:"max_depth"`
+	Callers  []string      `yaml:"callers"`
+}
+
+// Agent is one declared agent: its identity in SPIRE and its capability
+// ceiling in agentid.
+type Agent struct {
+	Name string `yaml:"name"`
+	// SPIFFEID is the agent's identity, e.g. spiffe://example.org/agent/gdpr.
+	SPIFFEID string `yaml:"spiffe_id"`
+	// ParentID is the entry's parent: usually a node (agent) SPIFFE ID.
+	ParentID string `yaml:"parent_id"`
+	// Selectors as "type:value", e.g. "aiagent:name:gdpr". At least one of the
+	// attestor's type is required, so an attestor failure yields no identity.
+	Selectors []string `yaml:"selectors"`
+	// ScopeCeiling is every scope the agent may ever hold.
+	ScopeCeiling []string `yaml:"scope_ceiling"`
+	// SubAgents are the agents (SPIFFE IDs) it may sub-delegate to.
+	SubAgents []string `yaml:"sub_agents"`
+	// X509SVIDTTL and JWTSVIDTTL go into the SPIRE entry. A delegated token
+	// lives at most JWTSVIDTTL, so this bounds revocation lag for verifiers
+	// that do not watch.
+	X509SVIDTTL time.Duration `yaml:"x509_svid_ttl"`
+	JWTSVIDTTL  time.Duration `yaml:"jwt_svid_ttl"`
+}
+
+// Load reads, decodes, validates and defaults the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config: failed to read %s: %w", path, err)
+	}
+	cfg, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates a configuration from bytes.
+func Parse(b []byte) (*Config, error) {
+	if len(b) > MaxFileSize {
+		return nil, fmt.Errorf("config: file larger than %d bytes", MaxFileSize)
+	}
+	var file File
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&file); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("config: file is empty")
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config: more than one YAML document")
+	}
+	return file.Build()
+}
+
+// Config is the validated runtime configuration.
+type Config struct {
+	TrustDomain       spiffeid.TrustDomain
+	StorePath         string
+	AdminSocket       string
+	WorkloadAPISocket string
+	ServerID          spiffeid.ID
+	EntryPrefix       string
+	SelectorType      string
+	ReconcileInterval time.Duration
+	GRPCAddr          string
+	LocalSocket       string
+	HTTPAddr          string
+	Issuers           []Issuer
+	Rules             []Rule
+	Agents            []AgentSpec
+	Verifiers         []spiffeid.ID
+	Admins            []spiffeid.ID
+	AuditReaders      []spiffeid.ID
+	LogLevel          string
+	LogFormat         string
+}
+
+// AgentSpec is a validated declared agent.
+type AgentSpec struct {
+	Name         string
+	SPIFFEID     spiffeid.ID
+	ParentID     spiffeid.ID
+	Selectors    []Selector
+	ScopeCeiling delegation.ScopeSet
+	SubAgents    []spiffeid.ID
+	X509SVIDTTL  time.Duration
+	JWTSVIDTTL   time.Duration
+}
+
+// Selector is a SPIRE selector.
+type Selector struct{ Type, Value string }
+
+// Build validates the file across fields, applies defaults and returns the
+// runtime Config. Errors name the key, e.g. `agents[1].spiffe_id`.
+func (f *File) Build() (*Config, error) {
+	var errs []error
+	fail := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	c := &Config{
+		StorePath:         f.Store.Path,
+		AdminSocket:       f.SPIRE.AdminSocket,
+		WorkloadAPISocket: f.SPIRE.WorkloadAPISocket,
+		EntryPrefix:       or(f.SPIRE.EntryPrefix, DefaultEntryPrefix),
+		SelectorType:      or(f.SPIRE.SelectorType, DefaultSelectorType),
+		ReconcileInterval: f.SPIRE.ReconcileInterval,
+		GRPCAddr:          f.Listen.GRPC,
+		LocalSocket:       f.Listen.LocalSocket,
+		HTTPAddr:          f.Listen.HTTP,
+		LogLevel:          or(f.Log.Level, DefaultLogLevel),
+		LogFormat:         or(f.Log.Format, DefaultLogFormat),
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
+	}
+
+	td, err := spiffeid.TrustDomainFromString(f.TrustDomain)
+	switch {
+	case f.TrustDomain == "":
+		fail("trust_domain", "is required")
+	case err != nil:
+		fail("trust_domain", "%v", err)
+	default:
+		c.TrustDomain = td
+	}
+	if c.StorePath == "" {
+		fail("store.path", "is required")
+	}
+	if c.AdminSocket == "" {
+		fail("spire.admin_socket", "is required")
+	}
+	if c.LocalSocket == "" {
+		fail("listen.local_socket", "is required")
+	}
+	if c.ReconcileInterval < time.Second {
+		fail("spire.reconcile_interval", "must be at least 1s")
+	}
+	for key, addr := range map[string]string{"listen.grpc": c.GRPCAddr, "listen.http": c.HTTPAddr} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			fail(key, "%v", err)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		fail("log.level", "must be one of debug, info, warn, error")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		fail("log.format", "must be json or text")
+	}
+	if !c.TrustDomain.IsZero() {
+		if f.SPIRE.ServerID == "" {
+			c.ServerID, _ = spiffeid.FromPath(c.TrustDomain, DefaultServerIDPath)
+		} else {
+			c.ServerID = parseMember("spire.server_id", f.SPIRE.ServerID, c.TrustDomain, fail)
+		}
+	}
+
+	if len(f.OIDC.Issuers) == 0 {
+		fail("oidc.issuers", "at least one issuer is required")
+	}
+	seenIssuer := map[string]bool{}
+	for i, is := range f.OIDC.Issuers {
+		key := fmt.Sprintf("oidc.issuers[%d]", i)
+		if _, err := delegation.NewUser(is.URL, "probe", ""); err != nil || is.URL == "" {
+			fail(key+".url", "must be an absolute https URL")
+		}
+		if seenIssuer[is.URL] {
+			fail(key+".url", "duplicate issuer %q", is.URL)
+		}
+		seenIssuer[is.URL] = true
+		if len(is.Audiences) == 0 {
+			fail(key+".audiences", "at least one audience is required")
+		}
+		is.GroupsClaim = or(is.GroupsClaim, DefaultGroupsClaim)
+		c.Issuers = append(c.Issuers, is)
+	}
+
+	if len(f.Policy.Rules) == 0 {
+		fail("policy.rules", "at least one rule is required (the server denies by default)")
+	}
+	for i, r := range f.Policy.Rules {
+		key := fmt.Sprintf("policy.rules[%d]", i)
+		if r.Name == "" {
+			fail(key+".name", "is required")
+		}
+		if strings.TrimSpace(r.When) == "" {
+			fail(key+".when", "is required (write \"true\" to match everything)")
+		}
+		if r.MaxTTL <= 0 {
+			fail(key+".max_ttl", "must be positive")
+		}
+		if r.MaxDepth == 0 {
+			r.MaxDepth = DefaultMaxDepth
+		}
+		for j, caller := range r.Callers {
+			parseMember(fmt.Sprintf("%s.callers[%d]", key, j), caller, c.TrustDomain, fail)
+		}
+		c.Rules = append(c.Rules, r)
+	}
+
+	seenName, seenID := map[string]bool{}, map[spiffeid.ID]bool{}
+	for i, a := range f.Agents {
+		key := fmt.Sprintf("agents[%d]", i)
+		spec := AgentSpec{Name: a.Name, X509SVIDTTL: a.X509SVIDTTL, JWTSVIDTTL: a.JWTSVIDTTL}
+		if !validName(a.Name) {
+			fail(key+".name", "must be 1-63 characters of a-z, 0-9 and '-'")
+		}
+		if seenName[a.Name] {
+			fail(key+".name", "duplicate agent %q", a.Name)
+		}
+		seenName[a.Name] = true
+		spec.SPIFFEID = parseMember(key+".spiffe_id", a.SPIFFEID, c.TrustDomain, fail)
+		if !spec.SPIFFEID.IsZero() && seenID[spec.SPIFFEID] {
+			fail(key+".spiffe_id", "duplicate SPIFFE ID %s", spec.SPIFFEID)
+		}
+		seenID[spec.SPIFFEID] = true
+		spec.ParentID = parseMember(key+".parent_id", a.ParentID, c.TrustDomain, fail)
+		hasOwnSelector := false
+		for j, s := range a.Selectors {
+			typ, value, ok := strings.Cut(s, ":")
+			if !ok || typ == "" || value == "" {
+				fail(fmt.Sprintf("%s.selectors[%d]", key, j), "must be type:value")
+				continue
+			}
+			hasOwnSelector = hasOwnSelector || typ == c.SelectorType
+			spec.Selectors = append(spec.Selectors, Selector{Type: typ, Value: value})
+		}
+		if !hasOwnSelector {
+			fail(key+".selectors", "at least one %q selector is required, so that an attestor failure yields no identity", c.SelectorType)
+		}
+		ceiling, err := delegation.ParseScopes(a.ScopeCeiling)
+		if err != nil {
+			fail(key+".scope_ceiling", "%v", err)
+		} else if ceiling.IsEmpty() {
+			fail(key+".scope_ceiling", "at least one scope is required")
+		}
+		spec.ScopeCeiling = ceiling
+		for j, s := range a.SubAgents {
+			if id := parseMember(fmt.Sprintf("%s.sub_agents[%d]", key, j), s, c.TrustDomain, fail); !id.IsZero() {
+				spec.SubAgents = append(spec.SubAgents, id)
+			}
+		}
+		if spec.X509SVIDTTL == 0 {
+			spec.X509SVIDTTL = DefaultX509SVIDTTL
+		}
+		if spec.JWTSVIDTTL == 0 {
+			spec.JWTSVIDTTL = DefaultJWTSVIDTTL
+		}
+		if spec.X509SVIDTTL < 0 || spec.JWTSVIDTTL < 0 {
+			fail(key, "svid ttls must be positive")
+		}
+		c.Agents = append(c.Agents, spec)
+	}
+	for i, a := range c.Agents {
+		for j, sub := range a.SubAgents {
+			if !seenID[sub] {
+				fail(fmt.Sprintf("agents[%d].sub_agents[%d]", i, j), "%s is not a declared agent", sub)
+			}
+		}
+	}
+
+	for key, list := range map[string]struct {
+		in  []string
+		out *[]spiffeid.ID
+	}{
+		"access.verifiers":     {f.Access.Verifiers, &c.Verifiers},
+		"access.admins":        {f.Access.Admins, &c.Admins},
+		"access.audit_readers": {f.Access.AuditReaders, &c.AuditReaders},
+	} {
+		for j, s := range list.in {
+			if id := parseMember(fmt.Sprintf("%s[%d]", key, j), s, c.TrustDomain, fail); !id.IsZero() {
+				*list.out = append(*list.out, id)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// parseMember parses a SPIFFE ID that must belong to td (when td is known).
+func parseMember(key, s string, td spiffeid.TrustDomain, fail func(string, string, ...any)) spiffeid.ID {
+	if s == "" {
+		fail(key, "is required")
+		return spiffeid.ID{}
+	}
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		fail(key, "%v", err)
+		return spiffeid.ID{}
+	}
+	if !td.IsZero() && !id.MemberOf(td) {
+		fail(key, "%s is not in trust domain %s", id, td)
+		return spiffeid.ID{}
+	}
+	return id
+}
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,129 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/pkg/server/config"
+)
+
+func TestExampleLoads(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("..", "..", "..", "examples", "server", "agentid-server.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TrustDomain.String() != "example.org" || cfg.ServerID.String() != "spiffe://example.org/agentid-server" ||
+		len(cfg.Agents) != 2 || len(cfg.Rules) != 1 || cfg.Rules[0].MaxTTL != time.Hour || cfg.Rules[0].MaxDepth != 2 {
+		t.Fatalf("unexpected config: %+v", cfg)
+	}
+	// Defaults were applied to the second agent.
+	if a := cfg.Agents[1]; a.JWTSVIDTTL != config.DefaultJWTSVIDTTL || a.X509SVIDTTL != config.DefaultX509SVIDTTL {
+		t.Fatalf("defaults not applied: %+v", a)
+	}
+	if cfg.Issuers[0].GroupsClaim != "groups" || !cfg.Issuers[0].RequireVerifiedEmail {
+		t.Fatalf("issuer: %+v", cfg.Issuers[0])
+	}
+}
+
+const minimal = `
+trust_domain: example.org
+store: {path: /tmp/agentid.db}
+spire: {admin_socket: /tmp/api.sock}
+listen: {local_socket: /tmp/agentid.sock}
+oidc: {issuers: [{url: "https://idp.example.com", audiences: [agentid]}]}
+policy: {rules: [{name: r, when: "true", scopes: [a], max_ttl: 1h}]}
+agents:
+  - name: a1
+    spiffe_id: spiffe://example.org/agent/a1
+    parent_id: spiffe://example.org/node
+    selectors: ["aiagent:name:a1"]
+    scope_ceiling: [a]
+`
+
+func TestMinimalDefaults(t *testing.T) {
+	cfg, err := config.Parse([]byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.EntryPrefix != "agentid-" || cfg.SelectorType != "aiagent" || cfg.ReconcileInterval != 10*time.Second ||
+		cfg.Rules[0].MaxDepth != 1 || cfg.LogLevel != "info" || cfg.LogFormat != "json" {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	tests := []struct {
+		name     string
+		from, to string
+		want     string
+	}{
+		{"unknown key with line", "store: {path: /tmp/agentid.db}", "store: {path: /tmp/agentid.db, sync: false}",
+			"config: yaml: unmarshal errors:\n  line 3: field sync not found in type struct { Path string \"yaml:\\\"path\\\"\" }"},
+		{"unknown top-level key", "trust_domain: example.org", "trust_domain: example.org\nlisten_grpc: x",
+			"config: yaml: unmarshal errors:\n  line 3: field listen_grpc not found in type config.File"},
+		{"no trust domain", "trust_domain: example.org", "", "config: trust_domain: is required"},
+		{"bad trust domain", "trust_domain: example.org", "trust_domain: Example.org",
+			"config: trust_domain: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores"},
+		{"no store", "store: {path: /tmp/agentid.db}", "", "config: store.path: is required"},
+		{"no issuers", `oidc: {issuers: [{url: "https://idp.example.com", audiences: [agentid]}]}`, "", "config: oidc.issuers: at least one issuer is required"},
+		{"http issuer", `url: "https://idp.example.com"`, `url: "http://idp.example.com"`, "config: oidc.issuers[0].url: must be an absolute https URL"},
+		{"no audience", `audiences: [agentid]`, `audiences: []`, "config: oidc.issuers[0].audiences: at least one audience is required"},
+		{"no rules", `policy: {rules: [{name: r, when: "true", scopes: [a], max_ttl: 1h}]}`, "", "config: policy.rules: at least one rule is required (the server denies by default)"},
+		{"rule without ttl", `max_ttl: 1h`, `max_depth: 2`, "config: policy.rules[0].max_ttl: must be positive"},
+		{"foreign caller", `max_ttl: 1h`, `max_ttl: 1h, callers: ["spiffe://evil.org/x"]`, "config: policy.rules[0].callers[0]: spiffe://evil.org/x is not in trust domain example.org"},
+		{"agent without attestor selector", `selectors: ["aiagent:name:a1"]`, `selectors: ["unix:uid:1000"]`,
+			`config: agents[0].selectors: at least one "aiagent" selector is required, so that an attestor failure yields no identity`},
+		{"malformed selector", `selectors: ["aiagent:name:a1"]`, `selectors: ["aiagent:name:a1", "nocolon"]`, "config: agents[0].selectors[1]: must be type:value"},
+		{"bad agent name", `name: a1`, `name: A_1`, "config: agents[0].name: must be 1-63 characters of a-z, 0-9 and '-'"},
+		{"bad ceiling", `scope_ceiling: [a]`, `scope_ceiling: ["a b"]`, "config: agents[0].scope_ceiling: delegation: invalid scope: scope 0: whitespace at byte 1"},
+		{"undeclared sub-agent", `scope_ceiling: [a]`, "scope_ceiling: [a]\n    sub_agents: [spiffe://example.org/agent/ghost]",
+			"config: agents[0].sub_agents[0]: spiffe://example.org/agent/ghost is not a declared agent"},
+		{"bad listen", `listen: {local_socket: /tmp/agentid.sock}`, `listen: {local_socket: /tmp/agentid.sock, grpc: "8443"}`, "config: listen.grpc: address 8443: missing port in address"},
+		{"bad log level", "trust_domain: example.org", "trust_domain: example.org\nlog: {level: loud}", "config: log.level: must be one of debug, info, warn, error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(minimal, tt.from) {
+				t.Fatalf("fixture lacks %q", tt.from)
+			}
+			_, err := config.Parse([]byte(strings.Replace(minimal, tt.from, tt.to, 1)))
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("err = %v\nwant  %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	_, err := config.Parse([]byte("log: {format: xml}\n"))
+	want := "config: listen.local_socket: is required\n" +
+		"log.format: must be json or text\n" +
+		"oidc.issuers: at least one issuer is required\n" +
+		"policy.rules: at least one rule is required (the server denies by default)\n" +
+		"spire.admin_socket: is required\n" +
+		"store.path: is required\n" +
+		"trust_domain: is required"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := config.Load(filepath.Join(dir, "missing.yaml")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("missing file: %v", err)
+	}
+	empty := filepath.Join(dir, "empty.yaml")
+	os.WriteFile(empty, nil, 0o600)
+	if _, err := config.Load(empty); err == nil || err.Error() != empty+": config: file is empty" {
+		t.Fatalf("empty file: %v", err)
+	}
+	two := filepath.Join(dir, "two.yaml")
+	os.WriteFile(two, []byte(minimal+"\n---\nfoo: 1\n"), 0o600)
+	if _, err := config.Load(two); err == nil || err.Error() != two+": config: more than one YAML document" {
+		t.Fatalf("two documents: %v", err)
+	}
+}
