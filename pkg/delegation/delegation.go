@@ -13,7 +13,7 @@ import (
 const MaxDepthLimit = 16
 
 // MaxReasonLength bounds a revocation reason in bytes.
-const MaxReasonLength = 512
+const MaxReasonLength = 1024
 
 // State is the stored state of a delegation. The zero value, StateUnspecified,
 // is never active: a record that lost its state grants nothing.
