@@ -40,8 +40,8 @@ generate: ## regenerate the Go code of proto/ with the pinned tools
 	./proto/generate.sh
 
 .PHONY: generate-check
-generate-check: generate ## fail when generated code differs from what is committed
-	@if [ -n "$$(git status --porcelain -- proto)" ]; then git status --short -- proto; echo "generated code is out of date: run make generate and commit"; exit 1; fi
+generate-check: ## fail when generated code differs from what is committed
+	./proto/generate.sh check
 
 .PHONY: tidy-check
 tidy-check: ## fail when go.mod/go.sum are not tidy
