@@ -35,7 +35,12 @@ func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 
 // Event is one entry of the append-only audit log. Sequence, PrevHash and
 // Hash are set by Seal when the event is appended; the rest by whoever records
-// it. No field ever holds a user's token.
+// it, and checked by Validate.
+//
+// No field ever holds a user's token, an SVID or any other credential: the
+// log is exported, printed and kept for years, and a token in it would be a
+// token leaked. Callers must not put one in Detail either (record a token's
+// jti or audience, never the token); Validate cannot tell a token from text.
 type Event struct {
 	// Sequence numbers events from 1 without gaps.
 	Sequence uint64
