@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/store"
+	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// MaxIssuanceBatch bounds one RecordTokenIssuance call.
+const MaxIssuanceBatch = 1000
+
+type auditService struct {
+	auditv1.UnimplementedAuditServiceServer
+	s *Server
+}
+
+func (a *auditService) reader(ctx context.Context) error {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	if !a.s.access.isReader(c) {
+		return status.Error(codes.PermissionDenied, "caller may not read the audit log")
+	}
+	return nil
+}
+
+func (a *auditService) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
+	if err := a.reader(ctx); err != nil {
+		return nil, err
+	}
+	if req.GetPageSize() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "page_size: must not be negative")
+	}
+	f := store.EventFilter{DelegationID: req.GetDelegationId(), Type: audit.Type(req.GetType()), AfterSeq: req.GetAfterSequence()}
+	if f.DelegationID != "" {
+		if _, err := parseID("delegation_id", f.DelegationID); err != nil {
+			return nil, err
+		}
+	}
+	if f.Type != audit.TypeUnspecified && !f.Type.Valid() {
+		return nil, status.Errorf(codes.InvalidArgument, "type: unknown value %d", req.GetType())
+	}
+	events, next, err := a.s.store.ListEvents(ctx, f, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	if errors.Is(err, store.ErrInvalidArgument) {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err != nil {
+		return nil, a.s.storeError("list events", err)
+	}
+	resp := &auditv1.ListEventsResponse{NextPageToken: next}
+	for i := range events {
+		resp.Events = append(resp.Events, eventToProto(&events[i]))
+	}
+	return resp, nil
+}
+
+// ExportEvents streams the log after after_sequence up to its end when the
+// call started, in pages.
+func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportEventsResponse]) error {
+	ctx := stream.Context()
+	if err := a.reader(ctx); err != nil {
+		return err
+	}
+	page := store.Page{Size: store.MaxPageSize}
+	f := store.EventFilter{AfterSeq: req.GetAfterSequence()}
+	for {
+		events, next, err := a.s.store.ListEvents(ctx, f, page)
+		if err != nil {
+			return a.s.storeError("export events", err)
+		}
+		if len(events) > 0 {
+			msg := &auditv1.ExportEventsResponse{}
+			for i := range events {
+				msg.Events = append(msg.Events, eventToProto(&events[i]))
+			}
+			if err := stream.Send(msg); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		page.Token = next
+	}
+}
+
+// RecordTokenIssuance appends one token-issued event per record, all or
+// nothing. The records come from the composer on the local socket; they name
+// the delegation, agent and audiences, never the token.
+func (a *auditService) RecordTokenIssuance(ctx context.Context, req *auditv1.RecordTokenIssuanceRequest) (*auditv1.RecordTokenIssuanceResponse, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	if !a.s.access.canRecordIssuance(c) {
+		a.s.deny(ctx, "RecordTokenIssuance", c, "not_allowed", "", audit.Event{})
+		return nil, status.Error(codes.PermissionDenied, "only the local socket may record token issuance")
+	}
+	recs := req.GetIssuances()
+	if len(recs) == 0 || len(recs) > MaxIssuanceBatch {
+		return nil, status.Errorf(codes.InvalidArgument, "issuances: 1..%d records per call", MaxIssuanceBatch)
+	}
+	events := make([]audit.Event, 0, len(recs))
+	for i, r := range recs {
+		field := func(name string) string { return "issuances[" + strconv.Itoa(i) + "]." + name }
+		if _, err := delegation.ParseID(r.GetDelegationId()); err != nil {
+			return nil, invalid(field("delegation_id"), err)
+		}
+		if _, err := spiffeid.FromString(r.GetAgentId()); err != nil {
+			return nil, invalid(field("agent_id"), err)
+		}
+		if r.GetIssuedAt() == nil || r.GetExpiresAt() == nil || r.GetIssuedAt().CheckValid() != nil || r.GetExpiresAt().CheckValid() != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "%s, %s: are required", field("issued_at"), field("expires_at"))
+		}
+		ev := audit.Event{
+			Time: r.GetIssuedAt().AsTime(), Type: audit.TypeTokenIssued, Actor: c.String(),
+			DelegationID: r.GetDelegationId(), Agent: r.GetAgentId(),
+			Detail: map[string]string{
+				"audience":   strings.Join(r.GetAudiences(), " "),
+				"expires_at": r.GetExpiresAt().AsTime().UTC().Format(time.RFC3339),
+			},
+		}
+		if err := ev.Validate(); err != nil {
+			return nil, invalid(field("audiences"), err)
+		}
+		events = append(events, ev)
+	}
+	if err := a.s.store.AppendEvents(ctx, events...); err != nil {
+		return nil, a.s.storeError("record token issuance", err)
+	}
+	a.s.metrics.issuances.Add(float64(len(events)))
+	return &auditv1.RecordTokenIssuanceResponse{RecordedCount: uint32(len(events))}, nil
+}

@@ -1,0 +1,83 @@
+package server
+
+import (
+	"slices"
+
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// access is the one place that says who may call what. The proto comments of
+// each RPC state the same rules; handlers ask these methods and nothing else.
+//
+// Roles come from the config's access block. The local unix socket is an
+// admin: its file permissions are the authentication, as for spire-server's
+// own admin socket.
+type access struct {
+	admins       map[spiffeid.ID]bool
+	verifiers    map[spiffeid.ID]bool
+	auditReaders map[spiffeid.ID]bool
+}
+
+func newAccess(admins, verifiers, auditReaders []spiffeid.ID) access {
+	set := func(ids []spiffeid.ID) map[spiffeid.ID]bool {
+		m := make(map[spiffeid.ID]bool, len(ids))
+		for _, id := range ids {
+			m[id] = true
+		}
+		return m
+	}
+	return access{admins: set(admins), verifiers: set(verifiers), auditReaders: set(auditReaders)}
+}
+
+func (a access) isAdmin(c Caller) bool { return c.Local || a.admins[c.ID] }
+
+// isReader: admins and audit readers read agents, the audit log and every
+// delegation.
+func (a access) isReader(c Caller) bool { return a.isAdmin(c) || a.auditReaders[c.ID] }
+
+// canSee: who may read one delegation. Everyone else gets NOT_FOUND, so ids
+// cannot be probed.
+func (a access) canSee(c Caller, d *delegation.Delegation) bool {
+	if a.isReader(c) {
+		return true
+	}
+	return !c.ID.IsZero() && (c.ID == d.CreatedBy || slices.Contains(d.Chain, c.ID))
+}
+
+// canSubDelegate: only the parent's agent, over mTLS. Nobody, admins
+// included, may act as that agent.
+func (a access) canSubDelegate(c Caller, parent *delegation.Delegation) bool {
+	return !c.Local && c.ID == parent.Agent
+}
+
+// canRevoke: admins; the delegation's agent (dropping its own authority);
+// the caller who created it or any of its ancestors (who created a branch may
+// prune inside it). The user's own fresh token is checked by the handler.
+func (a access) canRevoke(c Caller, d *delegation.Delegation, ancestors []*delegation.Delegation) bool {
+	if a.isAdmin(c) {
+		return true
+	}
+	if c.ID.IsZero() {
+		return false
+	}
+	if c.ID == d.Agent || c.ID == d.CreatedBy {
+		return true
+	}
+	for _, anc := range ancestors {
+		if c.ID == anc.CreatedBy {
+			return true
+		}
+	}
+	return false
+}
+
+// canWatch: the composer (local socket) and admins see everything;
+// configured verifiers only the deny list.
+func (a access) canWatch(c Caller, revokedOnly bool) bool {
+	return a.isAdmin(c) || (revokedOnly && a.verifiers[c.ID])
+}
+
+// canRecordIssuance: the composer on the local socket only, so no workload
+// can write issuance records.
+func (a access) canRecordIssuance(c Caller) bool { return c.Local }

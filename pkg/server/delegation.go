@@ -1,0 +1,473 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/oidcauth"
+	"github.com/agentid/agentid/pkg/policy"
+	"github.com/agentid/agentid/pkg/store"
+	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
+	"github.com/sirupsen/logrus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// MaxTTL bounds any requested lifetime before the policy caps it further.
+const MaxTTL = 30 * 24 * time.Hour
+
+type delegationService struct {
+	delegationv1.UnimplementedDelegationServiceServer
+	s *Server
+}
+
+// invalid is the INVALID_ARGUMENT answer naming the field.
+func invalid(field string, err error) error {
+	return status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+}
+
+func parseAgentID(field, s string) (spiffeid.ID, error) {
+	if s == "" {
+		return spiffeid.ID{}, status.Errorf(codes.InvalidArgument, "%s: is required", field)
+	}
+	if len(s) > 2048 {
+		return spiffeid.ID{}, status.Errorf(codes.InvalidArgument, "%s: longer than 2048 bytes", field)
+	}
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return spiffeid.ID{}, invalid(field, err)
+	}
+	return id, nil
+}
+
+func parseID(field, s string) (delegation.ID, error) {
+	id, err := delegation.ParseID(s)
+	if err != nil {
+		return delegation.ID{}, invalid(field, err)
+	}
+	return id, nil
+}
+
+// grantRequest is the common part of both create requests, validated.
+type grantRequest struct {
+	agent  spiffeid.ID
+	scopes delegation.ScopeSet
+	ttl    time.Duration
+	intent delegation.Intent
+}
+
+func parseGrant(agentID string, scopes []string, ttl *durationpb.Duration, intent string) (grantRequest, error) {
+	var g grantRequest
+	var err error
+	if g.agent, err = parseAgentID("agent_id", agentID); err != nil {
+		return g, err
+	}
+	if g.scopes, err = delegation.ParseScopes(scopes); err != nil {
+		return g, invalid("scopes", err)
+	}
+	if g.scopes.IsEmpty() {
+		return g, status.Error(codes.InvalidArgument, "scopes: at least one scope is required")
+	}
+	if ttl == nil {
+		return g, status.Error(codes.InvalidArgument, "ttl: is required")
+	}
+	if err := ttl.CheckValid(); err != nil {
+		return g, invalid("ttl", err)
+	}
+	if g.ttl = ttl.AsDuration(); g.ttl <= 0 || g.ttl > MaxTTL {
+		return g, status.Errorf(codes.InvalidArgument, "ttl: must be positive and at most %s", MaxTTL)
+	}
+	if g.intent, err = delegation.ParseIntent(intent); err != nil {
+		return g, invalid("intent", err)
+	}
+	return g, nil
+}
+
+// authenticateUser verifies a user token. The caller only ever sees the
+// fixed message; the reason goes to the log and a denied audit event.
+func (s *Server) authenticateUser(ctx context.Context, rpc string, c Caller, token string, ev audit.Event) (oidcauth.Identity, error) {
+	if token == "" {
+		s.deny(ctx, rpc, c, "user_token_missing", "", ev)
+		return oidcauth.Identity{}, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
+	}
+	id, err := s.users.Authenticate(ctx, token)
+	if err == nil {
+		return id, nil
+	}
+	reason := string(oidcauth.ReasonOf(err))
+	s.deny(ctx, rpc, c, "user_token_"+reason, err.Error(), ev)
+	if errors.Is(err, oidcauth.ErrIssuerUnavailable) {
+		return oidcauth.Identity{}, status.Error(codes.Unavailable, oidcauth.ErrIssuerUnavailable.Error())
+	}
+	return oidcauth.Identity{}, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
+}
+
+func (d *delegationService) CreateDelegation(ctx context.Context, req *delegationv1.CreateDelegationRequest) (*delegationv1.CreateDelegationResponse, error) {
+	const rpc = "CreateDelegation"
+	s := d.s
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	g, err := parseGrant(req.GetAgentId(), req.GetScopes(), req.GetTtl(), req.GetIntent())
+	if err != nil {
+		return nil, err
+	}
+	agent, ok := s.agentsByID[g.agent]
+	if !ok {
+		s.deny(ctx, rpc, c, "unknown_agent", "", audit.Event{Agent: g.agent.String()})
+		return nil, status.Error(codes.NotFound, "agent_id: not a declared agent")
+	}
+	ident, err := s.authenticateUser(ctx, rpc, c, req.GetUserToken(), audit.Event{Agent: g.agent.String()})
+	if err != nil {
+		return nil, err
+	}
+	userEv := audit.Event{Agent: g.agent.String(), User: ident.User.String()}
+	decision, err := s.policy.Decide(ctx, policy.Input{
+		User: policy.User{
+			Issuer: ident.User.Issuer(), Subject: ident.User.Subject(),
+			Email: ident.User.Email(), Groups: ident.Groups,
+		},
+		Agent:  policy.Agent{ID: agent.SPIFFEID, Name: agent.Name, Ceiling: agent.ScopeCeiling},
+		Caller: c.ID,
+		Scopes: g.scopes,
+		TTL:    g.ttl,
+		Intent: g.intent.String(),
+	})
+	if err != nil {
+		var denial *policy.Denial
+		if errors.As(err, &denial) {
+			s.deny(ctx, rpc, c, "policy", denial.Reason, userEv)
+			return nil, status.Error(codes.PermissionDenied, denial.Error())
+		}
+		if errors.Is(err, policy.ErrInvalidInput) {
+			s.deny(ctx, rpc, c, "policy_input", err.Error(), userEv)
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		s.log.WithError(err).Error("Policy evaluation failed")
+		return nil, status.Error(codes.Unavailable, "policy evaluation failed")
+	}
+	now := s.clock()
+	dl, err := delegation.NewRoot(delegation.RootParams{
+		Agent: agent.SPIFFEID, User: ident.User, Scopes: decision.Scopes, MaxDepth: decision.MaxDepth,
+		Intent: g.intent, CreatedBy: c.ID, CreatedAt: now, ExpiresAt: now.Add(decision.TTL),
+	})
+	if err != nil {
+		s.log.WithError(err).Error("Policy produced an invalid delegation")
+		return nil, status.Error(codes.Internal, "failed to build delegation")
+	}
+	rev, err := s.store.CreateDelegation(ctx, dl, audit.Event{
+		Time: now, Type: audit.TypeDelegationCreated, Actor: c.String(),
+		DelegationID: dl.ID.String(), Agent: dl.Agent.String(), User: dl.User.String(),
+		Detail: grantDetail(dl, decision.Rule),
+	})
+	if err != nil {
+		return nil, s.storeError("create delegation", err)
+	}
+	s.metrics.created.WithLabelValues("root").Inc()
+	s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "agent_id": dl.Agent.String(),
+		"user": dl.User.String(), "rule": decision.Rule, "caller": c.String()}).Info("Delegation created")
+	return &delegationv1.CreateDelegationResponse{Delegation: toProto(dl, rev, now)}, nil
+}
+
+func grantDetail(d *delegation.Delegation, rule string) map[string]string {
+	detail := map[string]string{
+		"scopes":     d.Scopes.String(),
+		"expires_at": d.ExpiresAt.UTC().Format(time.RFC3339),
+		"chain":      chainString(d),
+	}
+	if rule != "" {
+		detail["rule"] = rule
+	}
+	if d.Intent.String() != "" {
+		detail["intent"] = d.Intent.String()
+	}
+	if !d.Parent.IsZero() {
+		detail["parent_id"] = d.Parent.String()
+	}
+	return detail
+}
+
+func chainString(d *delegation.Delegation) string {
+	parts := make([]string, len(d.Chain))
+	for i, a := range d.Chain {
+		parts[i] = a.String()
+	}
+	return strings.Join(parts, " ")
+}
+
+func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delegationv1.CreateSubDelegationRequest) (*delegationv1.CreateSubDelegationResponse, error) {
+	const rpc = "CreateSubDelegation"
+	s := d.s
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	parentID, err := parseID("parent_id", req.GetParentId())
+	if err != nil {
+		return nil, err
+	}
+	g, err := parseGrant(req.GetAgentId(), req.GetScopes(), req.GetTtl(), req.GetIntent())
+	if err != nil {
+		return nil, err
+	}
+	ev := audit.Event{DelegationID: parentID.String(), Agent: g.agent.String()}
+	parent, err := s.store.GetDelegation(ctx, parentID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.deny(ctx, rpc, c, "unknown_parent", "", ev)
+		return nil, status.Error(codes.NotFound, "parent_id: no such delegation")
+	}
+	if err != nil {
+		return nil, s.storeError("read parent", err)
+	}
+	ev.User = parent.User.String()
+	if !s.access.canSubDelegate(c, parent) {
+		if !s.access.canSee(c, parent) {
+			s.deny(ctx, rpc, c, "not_parent_agent", "", ev)
+			return nil, status.Error(codes.NotFound, "parent_id: no such delegation")
+		}
+		s.deny(ctx, rpc, c, "not_parent_agent", "", ev)
+		return nil, status.Error(codes.PermissionDenied, "only the parent delegation's agent may sub-delegate it")
+	}
+	child, ok := s.agentsByID[g.agent]
+	if !ok {
+		s.deny(ctx, rpc, c, "unknown_agent", "", ev)
+		return nil, status.Error(codes.NotFound, "agent_id: not a declared agent")
+	}
+	if from, ok := s.agentsByID[parent.Agent]; !ok || !policy.AllowedSubAgent(from.SubAgents, g.agent) {
+		s.deny(ctx, rpc, c, "sub_agent_not_allowed", "", ev)
+		return nil, status.Errorf(codes.PermissionDenied, "agent_id: %s is not an allowed sub-agent of %s", g.agent, parent.Agent)
+	}
+	if extra := g.scopes.Minus(child.ScopeCeiling); !extra.IsEmpty() {
+		s.deny(ctx, rpc, c, "scope_ceiling", extra.String(), ev)
+		return nil, status.Errorf(codes.PermissionDenied, "scopes: %s exceed the ceiling of %s", extra, g.agent)
+	}
+	now := s.clock()
+	expires := now.Add(g.ttl)
+	if expires.After(parent.ExpiresAt) {
+		expires = parent.ExpiresAt
+	}
+	dl, err := delegation.NewChild(parent, delegation.ChildParams{
+		Agent: g.agent, Scopes: g.scopes, Intent: g.intent, CreatedBy: c.ID, CreatedAt: now, ExpiresAt: expires,
+	})
+	if err != nil {
+		code, reason := codes.InvalidArgument, "invalid"
+		switch {
+		case errors.Is(err, delegation.ErrScopeWidening):
+			code, reason = codes.PermissionDenied, "scope_widening"
+		case errors.Is(err, delegation.ErrParentInactive):
+			code, reason = codes.FailedPrecondition, "parent_inactive"
+		case errors.Is(err, delegation.ErrDepthExceeded):
+			code, reason = codes.FailedPrecondition, "depth_exceeded"
+		case errors.Is(err, delegation.ErrInvalidDelegation):
+			code, reason = codes.FailedPrecondition, "invalid_chain"
+		}
+		s.deny(ctx, rpc, c, reason, err.Error(), ev)
+		return nil, status.Error(code, err.Error())
+	}
+	rev, err := s.store.CreateDelegation(ctx, dl, audit.Event{
+		Time: now, Type: audit.TypeSubDelegated, Actor: c.String(),
+		DelegationID: dl.ID.String(), Agent: dl.Agent.String(), User: dl.User.String(),
+		Detail: grantDetail(dl, ""),
+	})
+	if errors.Is(err, store.ErrParentInactive) {
+		s.deny(ctx, rpc, c, "parent_inactive", "", ev)
+		return nil, status.Errorf(codes.FailedPrecondition, "%v: parent %s is revoked", delegation.ErrParentInactive, parent.ID)
+	}
+	if err != nil {
+		return nil, s.storeError("create sub-delegation", err)
+	}
+	s.metrics.created.WithLabelValues("sub").Inc()
+	s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "parent_id": parent.ID.String(),
+		"agent_id": dl.Agent.String(), "caller": c.String()}).Info("Sub-delegation created")
+	return &delegationv1.CreateSubDelegationResponse{Delegation: toProto(dl, rev, now)}, nil
+}
+
+func (d *delegationService) GetDelegation(ctx context.Context, req *delegationv1.GetDelegationRequest) (*delegationv1.GetDelegationResponse, error) {
+	s := d.s
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	id, err := parseID("id", req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	dl, err := s.store.GetDelegation(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && !s.access.canSee(c, dl) {
+		return nil, status.Error(codes.NotFound, "id: no such delegation")
+	}
+	if err != nil {
+		return nil, s.storeError("read delegation", err)
+	}
+	return &delegationv1.GetDelegationResponse{Delegation: toProto(dl, 0, s.clock())}, nil
+}
+
+func (d *delegationService) ListDelegations(ctx context.Context, req *delegationv1.ListDelegationsRequest) (*delegationv1.ListDelegationsResponse, error) {
+	s := d.s
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	f := store.Filter{UserIssuer: req.GetPrincipalIssuer(), UserSubject: req.GetPrincipalSubject()}
+	if (f.UserIssuer == "") != (f.UserSubject == "") {
+		return nil, status.Error(codes.InvalidArgument, "principal_issuer, principal_subject: set both or neither")
+	}
+	if req.GetAgentId() != "" {
+		id, err := parseAgentID("agent_id", req.GetAgentId())
+		if err != nil {
+			return nil, err
+		}
+		f.Agent = id.String()
+	}
+	// EXPIRED and ACTIVE are told apart by the clock, not the store: both are
+	// stored as active, so the page is filtered after the read.
+	want := req.GetState()
+	switch want {
+	case delegationv1.State_STATE_UNSPECIFIED:
+	case delegationv1.State_STATE_ACTIVE, delegationv1.State_STATE_EXPIRED:
+		f.State = delegation.StateActive
+	case delegationv1.State_STATE_REVOKED:
+		f.State = delegation.StateRevoked
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "state: unknown value %d", want)
+	}
+	if req.GetPageSize() < 0 {
+		return nil, status.Error(codes.InvalidArgument, "page_size: must not be negative")
+	}
+	list, next, err := s.store.ListDelegations(ctx, f, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	if errors.Is(err, store.ErrInvalidArgument) {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err != nil {
+		return nil, s.storeError("list delegations", err)
+	}
+	now := s.clock()
+	resp := &delegationv1.ListDelegationsResponse{NextPageToken: next}
+	for _, dl := range list {
+		if !s.access.canSee(c, dl) {
+			continue
+		}
+		p := toProto(dl, 0, now)
+		if want != delegationv1.State_STATE_UNSPECIFIED && p.State != want {
+			continue
+		}
+		resp.Delegations = append(resp.Delegations, p)
+	}
+	return resp, nil
+}
+
+func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegationv1.RevokeDelegationRequest) (*delegationv1.RevokeDelegationResponse, error) {
+	const rpc = "RevokeDelegation"
+	s := d.s
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	id, err := parseID("id", req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	if len(req.GetReason()) > delegation.MaxReasonLength || !utf8.ValidString(req.GetReason()) {
+		return nil, status.Errorf(codes.InvalidArgument, "reason: must be valid UTF-8 of at most %d bytes", delegation.MaxReasonLength)
+	}
+	dl, err := s.store.GetDelegation(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, status.Error(codes.NotFound, "id: no such delegation")
+	}
+	if err != nil {
+		return nil, s.storeError("read delegation", err)
+	}
+	ev := audit.Event{DelegationID: dl.ID.String(), Agent: dl.Agent.String(), User: dl.User.String()}
+	actor := c.String()
+	if token := req.GetUserToken(); token != "" {
+		// The user's own token is the authority, whoever the peer is.
+		ident, err := s.authenticateUser(ctx, rpc, c, token, ev)
+		if err != nil {
+			return nil, err
+		}
+		if ident.User.Issuer() != dl.User.Issuer() || ident.User.Subject() != dl.User.Subject() {
+			s.deny(ctx, rpc, c, "not_the_user", "", ev)
+			return nil, status.Error(codes.PermissionDenied, "the token's user is not the delegation's user")
+		}
+		if s.clock().Sub(ident.IssuedAt) > s.freshness {
+			s.deny(ctx, rpc, c, "user_token_not_fresh", "", ev)
+			return nil, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
+		}
+		actor = "user:" + ident.User.String()
+	} else {
+		ancestors, err := s.ancestors(ctx, dl)
+		if err != nil {
+			return nil, s.storeError("read ancestors", err)
+		}
+		if !s.access.canRevoke(c, dl, ancestors) {
+			s.deny(ctx, rpc, c, "not_allowed", "", ev)
+			if !s.access.canSee(c, dl) {
+				return nil, status.Error(codes.NotFound, "id: no such delegation")
+			}
+			return nil, status.Error(codes.PermissionDenied, "caller may not revoke this delegation")
+		}
+	}
+	now := s.clock()
+	resp := &delegationv1.RevokeDelegationResponse{}
+	if dl.EffectiveState(now) == delegation.StateActive {
+		reason := req.GetReason()
+		ids, _, err := s.store.RevokeDelegation(ctx, store.Revocation{
+			ID: dl.ID, At: now, Reason: reason,
+			Event: audit.Event{Time: now, Type: audit.TypeRevoked, Actor: actor, DelegationID: dl.ID.String(),
+				Agent: dl.Agent.String(), User: dl.User.String(), Detail: map[string]string{"reason": reason}},
+		})
+		switch {
+		case errors.Is(err, store.ErrAlreadyRevoked):
+		case err != nil:
+			return nil, s.storeError("revoke delegation", err)
+		default:
+			for _, r := range ids {
+				resp.RevokedIds = append(resp.RevokedIds, r.String())
+			}
+			resp.RevokedCount = uint32(len(ids))
+			s.metrics.revoked.Add(float64(len(ids)))
+			s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "actor": actor,
+				"revoked_count": len(ids)}).Info("Delegation revoked")
+		}
+	}
+	if dl, err = s.store.GetDelegation(ctx, id); err != nil {
+		return nil, s.storeError("read delegation", err)
+	}
+	resp.Delegation = toProto(dl, 0, s.clock())
+	return resp, nil
+}
+
+// ancestors walks up from d to its root; the chain is bounded by
+// delegation.MaxDepthLimit.
+func (s *Server) ancestors(ctx context.Context, d *delegation.Delegation) ([]*delegation.Delegation, error) {
+	var out []*delegation.Delegation
+	for cur := d; !cur.Parent.IsZero() && len(out) < delegation.MaxDepthLimit; {
+		p, err := s.store.GetDelegation(ctx, cur.Parent)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+		cur = p
+	}
+	return out, nil
+}
+
+// storeError logs a store failure and answers without internals. A store
+// that cannot be read or written fails the request: nothing is issued.
+func (s *Server) storeError(op string, err error) error {
+	s.metrics.storeErrors.Inc()
+	s.log.WithError(err).WithField("op", op).Error("Store operation failed")
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.Unavailable, fmt.Sprintf("failed to %s", op))
+}

@@ -1,0 +1,137 @@
+package server
+
+import (
+	"errors"
+	"time"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/store"
+	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// changesPerRead bounds one read of the revision log, so a far-behind
+// watcher catches up in steps instead of one huge transaction.
+const changesPerRead = 1000
+
+// WatchDelegations streams a snapshot (or resumes after a revision), then
+// every committed change; see the proto for the contract. Each stream reads
+// the store's revision log itself when the store signals a commit, so a slow
+// client never holds up writers or other streams.
+func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsRequest, stream grpc.ServerStreamingServer[delegationv1.WatchDelegationsResponse]) error {
+	s := d.s
+	ctx := stream.Context()
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	if !s.access.canWatch(c, req.GetRevokedOnly()) {
+		s.deny(ctx, "WatchDelegations", c, "not_allowed", "", audit.Event{})
+		if s.access.verifiers[c.ID] {
+			return status.Error(codes.PermissionDenied, "verifiers may only watch with revoked_only")
+		}
+		return status.Error(codes.PermissionDenied, "caller may not watch delegations")
+	}
+	revokedOnly := req.GetRevokedOnly()
+	notify, stop := s.store.Notify()
+	defer stop()
+	s.metrics.watchers.Inc()
+	defer s.metrics.watchers.Dec()
+
+	lastSend := time.Now()
+	send := func(m *delegationv1.WatchDelegationsResponse) error {
+		lastSend = time.Now()
+		return stream.Send(m)
+	}
+
+	since := store.Revision(req.GetSinceRevision())
+	resumed := since > 0
+	if !resumed {
+		snap, rev, err := s.store.Snapshot(ctx)
+		if err != nil {
+			return s.storeError("read snapshot", err)
+		}
+		now := s.clock()
+		chunk := &delegationv1.SnapshotChunk{}
+		for _, dl := range snap {
+			if !now.Before(dl.ExpiresAt) || revokedOnly && dl.State != delegation.StateRevoked {
+				continue
+			}
+			chunk.Delegations = append(chunk.Delegations, toProto(dl, 0, now))
+			if len(chunk.Delegations) == snapshotChunk {
+				if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Snapshot{Snapshot: chunk}}); err != nil {
+					return err
+				}
+				chunk = &delegationv1.SnapshotChunk{}
+			}
+		}
+		if len(chunk.Delegations) > 0 {
+			if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Snapshot{Snapshot: chunk}}); err != nil {
+				return err
+			}
+		}
+		if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_SnapshotEnd{
+			SnapshotEnd: &delegationv1.SnapshotEnd{Revision: uint64(rev)}}}); err != nil {
+			return err
+		}
+		since = rev
+	}
+
+	heartbeat := time.NewTicker(s.heartbeat / 2)
+	defer heartbeat.Stop()
+	progress := func() error {
+		return send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Progress{
+			Progress: &delegationv1.WatchProgress{Revision: uint64(since), Time: timestamppb.New(s.clock())}}})
+	}
+	backlogDone := !resumed
+	for {
+		changes, err := s.store.Changes(ctx, since, changesPerRead)
+		if errors.Is(err, store.ErrCompacted) || errors.Is(err, store.ErrFutureRevision) {
+			return status.Errorf(codes.OutOfRange, "revision %d is not in the server's log: watch again from 0", since)
+		}
+		if err != nil {
+			return s.storeError("read changes", err)
+		}
+		now := s.clock()
+		for _, ch := range changes {
+			since = ch.Revision
+			if revokedOnly && ch.Kind != store.ChangeRevoked {
+				continue
+			}
+			typ := delegationv1.ChangeType_CHANGE_TYPE_CREATED
+			if ch.Kind == store.ChangeRevoked {
+				typ = delegationv1.ChangeType_CHANGE_TYPE_REVOKED
+			}
+			if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Change{
+				Change: &delegationv1.DelegationChange{Revision: uint64(ch.Revision), Type: typ, Delegation: toProto(ch.Delegation, ch.Revision, now)}}}); err != nil {
+				return err
+			}
+		}
+		if len(changes) == changesPerRead {
+			continue
+		}
+		if !backlogDone {
+			backlogDone = true
+			if err := progress(); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.closing:
+			return status.Error(codes.Unavailable, "server shutting down")
+		case <-notify:
+		case <-heartbeat.C:
+			if time.Since(lastSend) >= s.heartbeat {
+				if err := progress(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
