@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
+		"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
 )
@@ -45,9 +45,15 @@ func callerFrom(ctx context.Context) (Caller, error) {
 	if info, ok := p.AuthInfo.(localAuthInfo); ok {
 		return Caller{Local: true, UID: info.uid}, nil
 	}
-	id, ok := grpccredentials.PeerIDFromPeer(p)
-	if !ok {
-		return Caller{}, errors.New("peer has no SPIFFE ID")
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.PeerCertificates) == 0 {
+		return Caller{}, errors.New("peer has no certificate")
+	}
+	// The chain was verified against the trust bundle during the handshake
+	// (session tickets are off, so on every connection).
+	id, err := x509svid.IDFromCert(info.State.PeerCertificates[0])
+	if err != nil {
+		return Caller{}, fmt.Errorf("peer certificate has no SPIFFE ID: %w", err)
 	}
 	return Caller{ID: id}, nil
 }

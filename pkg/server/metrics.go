@@ -14,6 +14,8 @@ type metrics struct {
 	watchers    prometheus.Gauge
 	issuances   prometheus.Counter
 	storeErrors prometheus.Counter
+	requests    *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,9 +38,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentid_store_errors_total", Help: "Store operations that failed (requests failed closed).",
 		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentid_grpc_requests_total", Help: "gRPC requests handled, by method and status code.",
+		}, []string{"method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agentid_grpc_request_duration_seconds", Help: "gRPC request latency (streams: their lifetime).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 10},
+		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.created, m.revoked, m.denied, m.watchers, m.issuances, m.storeErrors} {
+		for _, c := range []prometheus.Collector{m.created, m.revoked, m.denied, m.watchers, m.issuances, m.storeErrors, m.requests, m.latency} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -107,6 +107,10 @@ type Issuer struct {
 	RequireVerifiedEmail bool `yaml:"require_verified_email"`
 }
 
+// CallerLocal in a rule's callers admits the local admin socket (the CLI on
+// the host); the user's token and the rule still apply there.
+const CallerLocal = "local"
+
 // Rule is one policy rule (DESIGN §7).
 type Rule struct {
 	Name     string        `yaml:"name"`
@@ -321,6 +325,9 @@ func (f *File) Build() (*Config, error) {
 			r.MaxDepth = DefaultMaxDepth
 		}
 		for j, caller := range r.Callers {
+			if caller == CallerLocal {
+				continue
+			}
 			parseMember(fmt.Sprintf("%s.callers[%d]", key, j), caller, c.TrustDomain, fail)
 		}
 		c.Rules = append(c.Rules, r)

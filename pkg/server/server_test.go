@@ -1,0 +1,459 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/oidcauth/oidctest"
+	"github.com/agentid/agentid/pkg/store"
+	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
+	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func create(tb testing.TB, c clients, token string, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
+	tb.Helper()
+	resp, err := c.delegations.CreateDelegation(ctxT(tb), &delegationv1.CreateDelegationRequest{
+		UserToken: token, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "check the spring campaign",
+	})
+	if err != nil {
+		tb.Fatalf("CreateDelegation: %v", err)
+	}
+	return resp.Delegation
+}
+
+func sub(tb testing.TB, c clients, parent, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
+	tb.Helper()
+	resp, err := c.delegations.CreateSubDelegation(ctxT(tb), &delegationv1.CreateSubDelegationRequest{
+		ParentId: parent, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "analyse the segment",
+	})
+	if err != nil {
+		tb.Fatalf("CreateSubDelegation: %v", err)
+	}
+	return resp.Delegation
+}
+
+func TestDelegateSubDelegateRevoke(t *testing.T) {
+	e := newEnv(t)
+	front, orch := e.as(t, frontend), e.as(t, orchestrator)
+
+	root := create(t, front, e.aliceToken(t), orchestrator.String(), 2*time.Hour, "campaigns:read", "compliance:check", "payroll:write")
+	// payroll:write is neither in the rule nor the ceiling: the grant narrows;
+	// 2h is capped at the rule's 1h.
+	if got := strings.Join(root.Scopes, " "); got != "campaigns:read compliance:check" {
+		t.Fatalf("granted scopes %q", got)
+	}
+	if !root.ExpiresAt.AsTime().Equal(e.clock.now.Add(time.Hour).Truncate(time.Nanosecond)) || root.MaxDepth != 2 || root.Depth != 1 ||
+		root.CreatedBy != frontend.String() || root.Principal.Subject != "alice" || root.Principal.Email != "alice@example.com" ||
+		root.State != delegationv1.State_STATE_ACTIVE || root.RootId != root.Id || root.Revision != 1 {
+		t.Fatalf("root delegation: %v", root)
+	}
+
+	child := sub(t, orch, root.Id, analyst.String(), 3*time.Hour, "campaigns:read")
+	if child.ParentId != root.Id || child.RootId != root.Id || strings.Join(child.Chain, " ") != orchestrator.String()+" "+analyst.String() ||
+		!child.ExpiresAt.AsTime().Equal(root.ExpiresAt.AsTime()) || child.CreatedBy != orchestrator.String() || child.Revision != 2 {
+		t.Fatalf("child delegation: %v", child)
+	}
+
+	// The user revokes the root with a fresh token: the cascade takes the child.
+	resp, err := e.as(t, stranger).delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{
+		Id: root.Id, Reason: "done", UserToken: e.aliceToken(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.RevokedCount != 2 || strings.Join(resp.RevokedIds, " ") != root.Id+" "+child.Id || resp.Delegation.State != delegationv1.State_STATE_REVOKED {
+		t.Fatalf("revoke: %v", resp)
+	}
+	// Revoking again changes nothing and is not an error.
+	again, err := e.local(t).delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: child.Id})
+	if err != nil || again.RevokedCount != 0 {
+		t.Fatalf("second revoke: %v %v", again, err)
+	}
+	got, err := orch.delegations.GetDelegation(ctxT(t), &delegationv1.GetDelegationRequest{Id: child.Id})
+	if err != nil || got.Delegation.State != delegationv1.State_STATE_REVOKED || got.Delegation.RevokeReason == "" {
+		t.Fatalf("child after revoke: %v %v", got, err)
+	}
+
+	// The audit log holds the story, in order, and its chain verifies.
+	events := exportEvents(t, e)
+	var types []string
+	for _, ev := range events {
+		types = append(types, ev.Type.String())
+	}
+	if got := strings.Join(types, " "); got != "delegation_created sub_delegated revoked revoked" {
+		t.Fatalf("audit types %q", got)
+	}
+	// One revoked event per delegation of the cascade, both by the user.
+	if events[2].Actor != "user:"+e.idp.URL()+"#alice" || events[3].Actor != events[2].Actor || events[3].DelegationID != child.Id {
+		t.Fatalf("revoke actor %q", events[2].Actor)
+	}
+	if err := audit.VerifySlice(events); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exportEvents(tb testing.TB, e *env) []audit.Event {
+	tb.Helper()
+	stream, err := e.local(tb).audit.ExportEvents(ctxT(tb), &auditv1.ExportEventsRequest{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []audit.Event
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, pe := range msg.Events {
+			ev := audit.Event{Sequence: pe.Sequence, Time: pe.Time.AsTime(), Type: audit.Type(pe.Type), Actor: pe.Actor,
+				DelegationID: pe.DelegationId, Agent: pe.AgentId, Detail: pe.Detail}
+			if pe.Principal != nil {
+				ev.User = pe.Principal.Issuer + "#" + pe.Principal.Subject
+			}
+			copy(ev.PrevHash[:], pe.PrevHash)
+			copy(ev.Hash[:], pe.Hash)
+			out = append(out, ev)
+		}
+	}
+}
+
+// TestBadInput sends malformed, unauthorised and forged requests through the
+// real gRPC server. Each gets an exact code and message; nothing is stored;
+// a denied audit event is written wherever a caller was identified and the
+// request got past the syntax checks.
+func TestBadInput(t *testing.T) {
+	e := newEnv(t)
+	front, orch, anal, strange, loc, verif := e.as(t, frontend), e.as(t, orchestrator), e.as(t, analyst), e.as(t, stranger), e.local(t), e.as(t, verifierID)
+	tok := e.aliceToken(t)
+
+	narrow := create(t, front, tok, orchestrator.String(), time.Hour, "campaigns:read")
+	wide := create(t, front, tok, orchestrator.String(), time.Hour, "campaigns:read", "compliance:check")
+	deep := sub(t, orch, wide.Id, analyst.String(), time.Hour, "campaigns:read")
+	revoked := create(t, front, tok, orchestrator.String(), time.Hour, "campaigns:read")
+	if _, err := loc.delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: revoked.Id}); err != nil {
+		t.Fatal(err)
+	}
+	expiring := create(t, front, tok, orchestrator.String(), time.Minute, "campaigns:read")
+	e.clock.now = e.clock.now.Add(2 * time.Minute)
+	tok = e.aliceToken(t) // fresh at the new time
+	bob := e.idp.Token(t, oidctest.Claims{Subject: "bob", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.clock.now})
+	claims := func(mut func(*oidctest.Claims)) oidctest.Claims {
+		c := oidctest.Claims{Subject: "alice", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.clock.now, Expiry: e.clock.now.Add(time.Hour)}
+		if mut != nil {
+			mut(&c)
+		}
+		return c
+	}
+	const unknownID = "dlg_00000000000000000000000000"
+	ttl := durationpb.New(time.Hour)
+	createReq := func(mut func(*delegationv1.CreateDelegationRequest)) *delegationv1.CreateDelegationRequest {
+		r := &delegationv1.CreateDelegationRequest{UserToken: tok, AgentId: orchestrator.String(), Scopes: []string{"campaigns:read"}, Ttl: ttl}
+		if mut != nil {
+			mut(r)
+		}
+		return r
+	}
+	subReq := func(mut func(*delegationv1.CreateSubDelegationRequest)) *delegationv1.CreateSubDelegationRequest {
+		r := &delegationv1.CreateSubDelegationRequest{ParentId: wide.Id, AgentId: analyst.String(), Scopes: []string{"campaigns:read"}, Ttl: ttl}
+		if mut != nil {
+			mut(r)
+		}
+		return r
+	}
+	many := make([]string, 65)
+	for i := range many {
+		many[i] = "s" + strings.Repeat("x", i)
+	}
+	const badToken = "oidcauth: invalid user token"
+
+	tests := []struct {
+		name   string
+		call   func(ctx context.Context) error
+		code   codes.Code
+		msg    string
+		denied bool
+	}{
+		{"malformed agent id", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "agent/orchestrator" }))
+			return err
+		}, codes.InvalidArgument, "agent_id: scheme is missing or invalid", false},
+		{"empty agent id", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "" }))
+			return err
+		}, codes.InvalidArgument, "agent_id: is required", false},
+		{"undeclared agent", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "spiffe://example.org/agent/ghost" }))
+			return err
+		}, codes.NotFound, "agent_id: not a declared agent", true},
+		{"no scopes", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = nil }))
+			return err
+		}, codes.InvalidArgument, "scopes: at least one scope is required", false},
+		{"scope with space", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = []string{"campaigns read"} }))
+			return err
+		}, codes.InvalidArgument, "scopes: delegation: invalid scope: scope 0: whitespace at byte 9", false},
+		{"too many scopes", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = many }))
+			return err
+		}, codes.InvalidArgument, "scopes: delegation: invalid scope: 65 scopes, at most 64", false},
+		{"oversize intent", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Intent = strings.Repeat("a", 2049) }))
+			return err
+		}, codes.InvalidArgument, "intent: delegation: invalid intent: 2049 bytes, at most 2048", false},
+		{"no ttl", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Ttl = nil }))
+			return err
+		}, codes.InvalidArgument, "ttl: is required", false},
+		{"negative ttl", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Ttl = durationpb.New(-time.Second) }))
+			return err
+		}, codes.InvalidArgument, "ttl: must be positive and at most 720h0m0s", false},
+		{"no user token", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = "" }))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"alg none", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.idp.NoneToken(claims(nil)) }))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"HS256 keyed with the public key", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.idp.HS256WithPublicKey(t, claims(nil)) }))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"unknown kid", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.idp.TokenWithUnknownKey(t, claims(nil)) }))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"expired token", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt, c.Expiry = e.clock.now.Add(-2*time.Hour), e.clock.now.Add(-time.Hour) }))
+			}))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"token for another audience", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.Audience = "another-app" }))
+			}))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"unlisted issuer", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.Issuer = "https://evil.example.com" }))
+			}))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"garbage token", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = "not.a.jwt" }))
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"user outside the rule", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.Groups = []string{"finance"} }))
+			}))
+			return err
+		}, codes.PermissionDenied, "policy: denied: no rule matches", true},
+		{"caller not named by the rule", func(ctx context.Context) error {
+			_, err := strange.delegations.CreateDelegation(ctx, createReq(nil))
+			return err
+		}, codes.PermissionDenied, `policy: denied: rule "marketing": caller not allowed`, true},
+		{"nothing grantable", func(ctx context.Context) error {
+			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = []string{"payroll:write"} }))
+			return err
+		}, codes.PermissionDenied, `policy: denied: rule "marketing": no requested scope can be granted`, true},
+		{"malformed parent id", func(ctx context.Context) error {
+			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = "dlg_xyz" }))
+			return err
+		}, codes.InvalidArgument, "parent_id: delegation: invalid delegation id: length 7, want 30", false},
+		{"unknown parent", func(ctx context.Context) error {
+			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = unknownID }))
+			return err
+		}, codes.NotFound, "parent_id: no such delegation", true},
+		{"sub-delegation by an outsider", func(ctx context.Context) error {
+			_, err := strange.delegations.CreateSubDelegation(ctx, subReq(nil))
+			return err
+		}, codes.NotFound, "parent_id: no such delegation", true},
+		{"sub-delegation by the creating front end", func(ctx context.Context) error {
+			_, err := front.delegations.CreateSubDelegation(ctx, subReq(nil))
+			return err
+		}, codes.PermissionDenied, "only the parent delegation's agent may sub-delegate it", true},
+		{"sub-delegation by a local admin", func(ctx context.Context) error {
+			_, err := loc.delegations.CreateSubDelegation(ctx, subReq(nil))
+			return err
+		}, codes.PermissionDenied, "only the parent delegation's agent may sub-delegate it", true},
+		{"sub-agent not allowed", func(ctx context.Context) error {
+			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.AgentId = writer.String() }))
+			return err
+		}, codes.PermissionDenied, "agent_id: spiffe://example.org/agent/writer is not an allowed sub-agent of spiffe://example.org/agent/orchestrator", true},
+		{"scope widening", func(ctx context.Context) error {
+			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) {
+				r.ParentId, r.Scopes = narrow.Id, []string{"campaigns:read", "compliance:check"}
+			}))
+			return err
+		}, codes.PermissionDenied, "delegation: scopes exceed parent's: compliance:check not held by parent " + narrow.Id, true},
+		{"beyond the sub-agent's ceiling", func(ctx context.Context) error {
+			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.Scopes = []string{"crm:write"} }))
+			return err
+		}, codes.PermissionDenied, "scopes: crm:write exceed the ceiling of spiffe://example.org/agent/market-analysis", true},
+		{"depth overflow", func(ctx context.Context) error {
+			_, err := anal.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId, r.AgentId = deep.Id, writer.String() }))
+			return err
+		}, codes.FailedPrecondition, "delegation: maximum depth exceeded: depth 3, at most 2", true},
+		{"revoked parent", func(ctx context.Context) error {
+			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = revoked.Id }))
+			return err
+		}, codes.FailedPrecondition, "delegation: parent is not active: parent " + revoked.Id + " is revoked", true},
+		{"expired parent", func(ctx context.Context) error {
+			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = expiring.Id }))
+			return err
+		}, codes.FailedPrecondition, "delegation: parent is not active: parent " + expiring.Id + " is expired", true},
+		{"get by an outsider", func(ctx context.Context) error {
+			_, err := strange.delegations.GetDelegation(ctx, &delegationv1.GetDelegationRequest{Id: wide.Id})
+			return err
+		}, codes.NotFound, "id: no such delegation", false},
+		{"get unknown", func(ctx context.Context) error {
+			_, err := loc.delegations.GetDelegation(ctx, &delegationv1.GetDelegationRequest{Id: unknownID})
+			return err
+		}, codes.NotFound, "id: no such delegation", false},
+		{"revoke by an outsider", func(ctx context.Context) error {
+			_, err := strange.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id})
+			return err
+		}, codes.NotFound, "id: no such delegation", true},
+		{"revoke of a parent by its sub-agent", func(ctx context.Context) error {
+			_, err := anal.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id})
+			return err
+		}, codes.NotFound, "id: no such delegation", true},
+		{"revoke with another user's token", func(ctx context.Context) error {
+			_, err := strange.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id, UserToken: bob})
+			return err
+		}, codes.PermissionDenied, "the token's user is not the delegation's user", true},
+		{"revoke with a stale user token", func(ctx context.Context) error {
+			_, err := strange.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id,
+				UserToken: e.idp.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt = e.clock.now.Add(-10 * time.Minute) }))})
+			return err
+		}, codes.Unauthenticated, badToken, true},
+		{"revoke reason too long", func(ctx context.Context) error {
+			_, err := loc.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id, Reason: strings.Repeat("r", 1025)})
+			return err
+		}, codes.InvalidArgument, "reason: must be valid UTF-8 of at most 1024 bytes", false},
+		{"watch by an outsider", func(ctx context.Context) error {
+			s, err := strange.delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{RevokedOnly: true})
+			if err == nil {
+				_, err = s.Recv()
+			}
+			return err
+		}, codes.PermissionDenied, "caller may not watch delegations", true},
+		{"verifier watching grants", func(ctx context.Context) error {
+			s, err := verif.delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{})
+			if err == nil {
+				_, err = s.Recv()
+			}
+			return err
+		}, codes.PermissionDenied, "verifiers may only watch with revoked_only", true},
+		{"issuance records over mTLS", func(ctx context.Context) error {
+			_, err := verif.audit.RecordTokenIssuance(ctx, &auditv1.RecordTokenIssuanceRequest{Issuances: []*auditv1.TokenIssuance{{
+				DelegationId: wide.Id, AgentId: orchestrator.String(), IssuedAt: timestamppb.Now(), ExpiresAt: timestamppb.Now()}}})
+			return err
+		}, codes.PermissionDenied, "only the local socket may record token issuance", true},
+		{"empty issuance batch", func(ctx context.Context) error {
+			_, err := loc.audit.RecordTokenIssuance(ctx, &auditv1.RecordTokenIssuanceRequest{})
+			return err
+		}, codes.InvalidArgument, "issuances: 1..1000 records per call", false},
+		{"audit read by an outsider", func(ctx context.Context) error {
+			_, err := strange.audit.ListEvents(ctx, &auditv1.ListEventsRequest{})
+			return err
+		}, codes.PermissionDenied, "caller may not read the audit log", false},
+		{"list with half a principal", func(ctx context.Context) error {
+			_, err := loc.delegations.ListDelegations(ctx, &delegationv1.ListDelegationsRequest{PrincipalIssuer: e.idp.URL()})
+			return err
+		}, codes.InvalidArgument, "principal_issuer, principal_subject: set both or neither", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			_, revBefore, err := e.store.Snapshot(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deniedBefore := countDenied(t, e)
+			err = tt.call(ctx)
+			if st := status.Convert(err); st.Code() != tt.code || st.Message() != tt.msg {
+				t.Fatalf("got %s %q\nwant %s %q", st.Code(), st.Message(), tt.code, tt.msg)
+			}
+			if _, revAfter, _ := e.store.Snapshot(ctx); revAfter != revBefore {
+				t.Fatalf("store revision moved from %d to %d: something was written", revBefore, revAfter)
+			}
+			want := deniedBefore
+			if tt.denied {
+				want++
+			}
+			if got := countDenied(t, e); got != want {
+				t.Fatalf("denied audit events: %d, want %d", got, want)
+			}
+		})
+	}
+	if len(tests) < 30 {
+		t.Fatalf("the bad-input table must hold at least 30 cases, has %d", len(tests))
+	}
+}
+
+func countDenied(tb testing.TB, e *env) int {
+	tb.Helper()
+	n := 0
+	page := store.Page{Size: store.MaxPageSize}
+	for {
+		evs, next, err := e.store.ListEvents(context.Background(), store.EventFilter{Type: audit.TypeDenied}, page)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		n += len(evs)
+		if next == "" {
+			return n
+		}
+		page.Token = next
+	}
+}
+
+// TestLogsNeverHoldUserTokens runs refused and accepted requests and checks
+// the server's log output and audit log for any part of the tokens.
+func TestLogsNeverHoldUserTokens(t *testing.T) {
+	var buf bytes.Buffer
+	e := newEnvWithLog(t, &buf)
+	front := e.as(t, frontend)
+	good := e.aliceToken(t)
+	forged := e.idp.HS256WithPublicKey(t, oidctest.Claims{Subject: "alice", Audience: audience})
+	create(t, front, good, orchestrator.String(), time.Hour, "campaigns:read")
+	for _, tok := range []string{forged, good + "x", "sentinel-token-text"} {
+		front.delegations.CreateDelegation(ctxT(t), &delegationv1.CreateDelegationRequest{
+			UserToken: tok, AgentId: orchestrator.String(), Scopes: []string{"campaigns:read"}, Ttl: durationpb.New(time.Hour)})
+	}
+	var all strings.Builder
+	all.Write(buf.Bytes())
+	for _, ev := range exportEvents(t, e) {
+		for _, v := range ev.Detail {
+			all.WriteString(v)
+		}
+	}
+	if buf.Len() == 0 {
+		t.Fatal("expected log output")
+	}
+	for _, tok := range []string{good, forged, "sentinel-token-text"} {
+		for _, part := range strings.Split(tok, ".") {
+			if len(part) >= 8 && strings.Contains(all.String(), part) {
+				t.Fatalf("a token part %q reached the log or audit log", part[:8])
+			}
+		}
+	}
+}
