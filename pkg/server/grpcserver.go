@@ -67,4 +67,3 @@ func (m *metrics) observe(method string, err error, d time.Duration) {
 	m.requests.WithLabelValues(method, code).Inc()
 	m.latency.WithLabelValues(method).Observe(d.Seconds())
 }
-

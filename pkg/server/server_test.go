@@ -239,7 +239,9 @@ func TestBadInput(t *testing.T) {
 		}, codes.Unauthenticated, badToken, true},
 		{"expired token", func(ctx context.Context) error {
 			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
-				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt, c.Expiry = e.clock.now.Add(-2*time.Hour), e.clock.now.Add(-time.Hour) }))
+				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) {
+					c.IssuedAt, c.Expiry = e.clock.now.Add(-2*time.Hour), e.clock.now.Add(-time.Hour)
+				}))
 			}))
 			return err
 		}, codes.Unauthenticated, badToken, true},
