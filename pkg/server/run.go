@@ -1,0 +1,310 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/oidcauth"
+	"github.com/agentid/agentid/pkg/policy"
+	"github.com/agentid/agentid/pkg/reconciler"
+	"github.com/agentid/agentid/pkg/server/config"
+	"github.com/agentid/agentid/pkg/spireapi"
+	"github.com/agentid/agentid/pkg/store"
+	"github.com/agentid/agentid/pkg/store/boltstore"
+	agentv1 "github.com/agentid/agentid/proto/agentid/agent/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"google.golang.org/grpc"
+)
+
+// Timeouts of start-up and shutdown.
+const (
+	spireDialTimeout = 30 * time.Second
+	shutdownTimeout  = 5 * time.Second
+)
+
+// identity is the server's own X509-SVID and trust bundle.
+type identity interface {
+	x509svid.Source
+	x509bundle.Source
+}
+
+// Run builds agentid-server from its configuration and serves until ctx
+// ends. Every dependency is checked before the first request is accepted: a
+// store it cannot open, a policy that does not compile, a SPIRE server it
+// cannot reach or an identity it cannot get stop start-up with an error that
+// says which.
+func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	st, err := boltstore.Open(cfg.StorePath, boltstore.Options{})
+	if err != nil {
+		return fmt.Errorf("failed to open store: %w", err)
+	}
+	defer st.Close()
+
+	issuers := make([]oidcauth.IssuerConfig, len(cfg.Issuers))
+	for i, is := range cfg.Issuers {
+		issuers[i] = oidcauth.IssuerConfig{URL: is.URL, Audiences: is.Audiences, GroupsClaim: is.GroupsClaim, RequireVerifiedEmail: is.RequireVerifiedEmail}
+	}
+	users, err := oidcauth.New(oidcauth.Config{Issuers: issuers})
+	if err != nil {
+		return err
+	}
+	rules := make([]policy.Rule, len(cfg.Rules))
+	for i, r := range cfg.Rules {
+		rules[i] = policy.Rule{Name: r.Name, When: r.When, Scopes: r.Scopes, MaxTTL: r.MaxTTL, MaxDepth: r.MaxDepth, Callers: r.Callers}
+	}
+	pol, err := policy.Compile(rules)
+	if err != nil {
+		return err
+	}
+
+	dialCtx, dialCancel := context.WithTimeout(ctx, spireDialTimeout)
+	spire, err := spireapi.Dial(dialCtx, cfg.AdminSocket)
+	dialCancel()
+	if err != nil {
+		return fmt.Errorf("failed to reach SPIRE server at %s: %w", cfg.AdminSocket, err)
+	}
+	defer spire.Close()
+
+	var id identity
+	var runIdentity func(context.Context) error
+	if cfg.WorkloadAPISocket != "" {
+		src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+cfg.WorkloadAPISocket)))
+		if err != nil {
+			return fmt.Errorf("failed to get X509-SVID from the Workload API: %w", err)
+		}
+		defer src.Close()
+		id = src
+	} else {
+		src, err := newMintedSource(ctx, spire, cfg.ServerID, log)
+		if err != nil {
+			return err
+		}
+		id, runIdentity = src, src.Run
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	rec, err := reconciler.New(reconciler.Config{
+		Client: spire, Prefix: cfg.EntryPrefix, SelectorType: cfg.SelectorType, Interval: cfg.ReconcileInterval,
+		Log: log.WithField("subsystem", "reconciler"), Registerer: reg,
+		OnSync: agentSyncAuditor(ctx, st, log),
+	})
+	if err != nil {
+		return err
+	}
+	if err := rec.SetAgents(reconcilerAgents(cfg.Agents)); err != nil {
+		return err
+	}
+
+	srv, err := New(Config{
+		Store: st, Users: users, Policy: pol, Agents: cfg.Agents,
+		AgentStates: func() map[string]AgentSync { return agentStates(rec.States()) },
+		Admins:      cfg.Admins, Verifiers: cfg.Verifiers, AuditReaders: cfg.AuditReaders,
+		Log: log, Registerer: reg,
+	})
+	if err != nil {
+		return err
+	}
+
+	localLis, err := listenUnix(cfg.LocalSocket)
+	if err != nil {
+		return err
+	}
+	servers := []*grpc.Server{srv.LocalServer()}
+	listeners := []net.Listener{localLis}
+	if cfg.GRPCAddr != "" {
+		l, err := net.Listen("tcp", cfg.GRPCAddr)
+		if err != nil {
+			localLis.Close()
+			return fmt.Errorf("failed to listen on %s: %w", cfg.GRPCAddr, err)
+		}
+		servers = append(servers, srv.MTLSServer(id, id, cfg.TrustDomain))
+		listeners = append(listeners, l)
+	}
+	var httpSrv *http.Server
+	var httpLis net.Listener
+	if cfg.HTTPAddr != "" {
+		if httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("failed to listen on %s: %w", cfg.HTTPAddr, err)
+		}
+		httpSrv = &http.Server{Handler: healthMux(st, id, reg), ReadHeaderTimeout: 5 * time.Second}
+	}
+
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	goRun := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goRun("reconciler", func() error { return ignoreCanceled(rec.Run(ctx)) })
+	if runIdentity != nil {
+		goRun("identity", func() error { return runIdentity(ctx) })
+	}
+	for i := range servers {
+		g, l := servers[i], listeners[i]
+		goRun("grpc "+l.Addr().String(), func() error { return g.Serve(l) })
+	}
+	if httpSrv != nil {
+		goRun("http", func() error {
+			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr,
+		"agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+		log.WithError(runErr).Error("Component failed; shutting down")
+	}
+	cancel()
+	srv.Close()
+	stopped := make(chan struct{})
+	go func() {
+		for _, g := range servers {
+			g.GracefulStop()
+		}
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(shutdownTimeout):
+		for _, g := range servers {
+			g.Stop()
+		}
+	}
+	if httpSrv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		httpSrv.Shutdown(sctx)
+		scancel()
+	}
+	wg.Wait()
+	log.Info("agentid-server stopped")
+	return runErr
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// listenUnix listens on path, removing a stale socket left by a crash. The
+// socket is group-accessible (0660): the composer plugin runs in
+// spire-server's container, which shares the group in the chart.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("failed to set permissions of %s: %w", path, err)
+	}
+	return l, nil
+}
+
+func reconcilerAgents(specs []config.AgentSpec) []reconciler.Agent {
+	out := make([]reconciler.Agent, len(specs))
+	for i, s := range specs {
+		sels := make([]spireapi.Selector, len(s.Selectors))
+		for j, sel := range s.Selectors {
+			sels[j] = spireapi.Selector{Type: sel.Type, Value: sel.Value}
+		}
+		out[i] = reconciler.Agent{Name: s.Name, SPIFFEID: s.SPIFFEID, ParentID: s.ParentID, Selectors: sels,
+			X509SVIDTTL: s.X509SVIDTTL, JWTSVIDTTL: s.JWTSVIDTTL}
+	}
+	return out
+}
+
+func agentStates(in map[string]reconciler.SyncState) map[string]AgentSync {
+	out := make(map[string]AgentSync, len(in))
+	for name, st := range in {
+		s := AgentSync{EntryID: st.EntryID, LastSynced: st.LastSynced, LastError: st.LastError, State: agentv1.SyncState_SYNC_STATE_PENDING}
+		switch st.State {
+		case reconciler.StateSynced:
+			s.State = agentv1.SyncState_SYNC_STATE_SYNCED
+		case reconciler.StateError:
+			s.State = agentv1.SyncState_SYNC_STATE_ERROR
+		}
+		out[name] = s
+	}
+	return out
+}
+
+// agentSyncAuditor records an agent-synced audit event when an agent's sync
+// state changes (not on every periodic pass, which would flood the log).
+func agentSyncAuditor(ctx context.Context, st store.Store, log logrus.FieldLogger) func(string, reconciler.SyncState) {
+	last := map[string]reconciler.State{}
+	return func(name string, s reconciler.SyncState) {
+		if prev, ok := last[name]; (ok && prev == s.State) || s.State == reconciler.StatePending {
+			return
+		}
+		last[name] = s.State
+		detail := map[string]string{"agent": name, "state": s.State.String(), "entry_id": s.EntryID}
+		if s.LastError != "" {
+			detail["error"] = truncateUTF8(s.LastError, audit.MaxDetailValueLength)
+		}
+		if err := st.AppendEvents(ctx, audit.Event{Time: time.Now(), Type: audit.TypeAgentSynced, Actor: "agentid-server", Detail: detail}); err != nil {
+			log.WithError(err).Warn("Failed to record agent sync audit event")
+		}
+	}
+}
+
+// healthMux serves /healthz (the process runs), /readyz (the store answers
+// and the server holds an unexpired X509-SVID) and /metrics.
+func healthMux(st store.Store, id identity, reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if _, err := st.ListAgents(ctx); err != nil {
+			http.Error(w, "store not ready", http.StatusServiceUnavailable)
+			return
+		}
+		svid, err := id.GetX509SVID()
+		if err != nil || time.Now().After(svid.Certificates[0].NotAfter) {
+			http.Error(w, "no valid X509-SVID", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
