@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentid/agentid/pkg/apiconv"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/store"
@@ -61,7 +62,7 @@ func (a *auditService) ListEvents(ctx context.Context, req *auditv1.ListEventsRe
 	}
 	resp := &auditv1.ListEventsResponse{NextPageToken: next}
 	for i := range events {
-		resp.Events = append(resp.Events, eventToProto(&events[i]))
+		resp.Events = append(resp.Events, apiconv.EventToProto(&events[i]))
 	}
 	return resp, nil
 }
@@ -83,7 +84,7 @@ func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grp
 		if len(events) > 0 {
 			msg := &auditv1.ExportEventsResponse{}
 			for i := range events {
-				msg.Events = append(msg.Events, eventToProto(&events[i]))
+				msg.Events = append(msg.Events, apiconv.EventToProto(&events[i]))
 			}
 			if err := stream.Send(msg); err != nil {
 				return err

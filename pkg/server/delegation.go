@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentid/agentid/pkg/apiconv"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/oidcauth"
@@ -175,7 +176,7 @@ func (d *delegationService) CreateDelegation(ctx context.Context, req *delegatio
 	s.metrics.created.WithLabelValues("root").Inc()
 	s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "agent_id": dl.Agent.String(),
 		"user": dl.User.String(), "rule": decision.Rule, "caller": c.String()}).Info("Delegation created")
-	return &delegationv1.CreateDelegationResponse{Delegation: toProto(dl, rev, now)}, nil
+	return &delegationv1.CreateDelegationResponse{Delegation: apiconv.DelegationToProto(dl, uint64(rev), now)}, nil
 }
 
 func grantDetail(d *delegation.Delegation, rule string) map[string]string {
@@ -288,7 +289,7 @@ func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delega
 	s.metrics.created.WithLabelValues("sub").Inc()
 	s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "parent_id": parent.ID.String(),
 		"agent_id": dl.Agent.String(), "caller": c.String()}).Info("Sub-delegation created")
-	return &delegationv1.CreateSubDelegationResponse{Delegation: toProto(dl, rev, now)}, nil
+	return &delegationv1.CreateSubDelegationResponse{Delegation: apiconv.DelegationToProto(dl, uint64(rev), now)}, nil
 }
 
 func (d *delegationService) GetDelegation(ctx context.Context, req *delegationv1.GetDelegationRequest) (*delegationv1.GetDelegationResponse, error) {
@@ -308,7 +309,7 @@ func (d *delegationService) GetDelegation(ctx context.Context, req *delegationv1
 	if err != nil {
 		return nil, s.storeError("read delegation", err)
 	}
-	return &delegationv1.GetDelegationResponse{Delegation: toProto(dl, 0, s.clock())}, nil
+	return &delegationv1.GetDelegationResponse{Delegation: apiconv.DelegationToProto(dl, 0, s.clock())}, nil
 }
 
 func (d *delegationService) ListDelegations(ctx context.Context, req *delegationv1.ListDelegationsRequest) (*delegationv1.ListDelegationsResponse, error) {
@@ -356,7 +357,7 @@ func (d *delegationService) ListDelegations(ctx context.Context, req *delegation
 		if !s.access.canSee(c, dl) {
 			continue
 		}
-		p := toProto(dl, 0, now)
+		p := apiconv.DelegationToProto(dl, 0, now)
 		if want != delegationv1.State_STATE_UNSPECIFIED && p.State != want {
 			continue
 		}
@@ -442,7 +443,7 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 	if dl, err = s.store.GetDelegation(ctx, id); err != nil {
 		return nil, s.storeError("read delegation", err)
 	}
-	resp.Delegation = toProto(dl, 0, s.clock())
+	resp.Delegation = apiconv.DelegationToProto(dl, 0, s.clock())
 	return resp, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/pkg/apiconv"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/oidcauth/oidctest"
 	"github.com/agentid/agentid/pkg/store"
@@ -117,13 +118,10 @@ func exportEvents(tb testing.TB, e *env) []audit.Event {
 			tb.Fatal(err)
 		}
 		for _, pe := range msg.Events {
-			ev := audit.Event{Sequence: pe.Sequence, Time: pe.Time.AsTime(), Type: audit.Type(pe.Type), Actor: pe.Actor,
-				DelegationID: pe.DelegationId, Agent: pe.AgentId, Detail: pe.Detail}
-			if pe.Principal != nil {
-				ev.User = pe.Principal.Issuer + "#" + pe.Principal.Subject
+			ev, err := apiconv.EventFromProto(pe)
+			if err != nil {
+				tb.Fatal(err)
 			}
-			copy(ev.PrevHash[:], pe.PrevHash)
-			copy(ev.Hash[:], pe.Hash)
 			out = append(out, ev)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/agentid/agentid/pkg/apiconv"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/store"
@@ -61,7 +62,7 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 			if !now.Before(dl.ExpiresAt) || revokedOnly && dl.State != delegation.StateRevoked {
 				continue
 			}
-			chunk.Delegations = append(chunk.Delegations, toProto(dl, 0, now))
+			chunk.Delegations = append(chunk.Delegations, apiconv.DelegationToProto(dl, 0, now))
 			if len(chunk.Delegations) == snapshotChunk {
 				if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Snapshot{Snapshot: chunk}}); err != nil {
 					return err
@@ -107,7 +108,7 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 				typ = delegationv1.ChangeType_CHANGE_TYPE_REVOKED
 			}
 			if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Change{
-				Change: &delegationv1.DelegationChange{Revision: uint64(ch.Revision), Type: typ, Delegation: toProto(ch.Delegation, ch.Revision, now)}}}); err != nil {
+				Change: &delegationv1.DelegationChange{Revision: uint64(ch.Revision), Type: typ, Delegation: apiconv.DelegationToProto(ch.Delegation, uint64(ch.Revision), now)}}}); err != nil {
 				return err
 			}
 		}

@@ -1,0 +1,180 @@
+// Package apiconv converts between agentid's domain types and their gRPC
+// messages, in one place, so the server, the CLI, the composer plugin and
+// verifiers read and write the API the same way. Decoding validates: a
+// message that does not make a valid domain value is an error naming the
+// field.
+package apiconv
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/delegation"
+	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
+	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DelegationToProto renders d; its state is computed at now, so an active
+// delegation past its expiry reads as expired. rev is the revision of its
+// last change, 0 when unknown.
+func DelegationToProto(d *delegation.Delegation, rev uint64, now time.Time) *delegationv1.Delegation {
+	chain := make([]string, len(d.Chain))
+	for i, a := range d.Chain {
+		chain[i] = a.String()
+	}
+	out := &delegationv1.Delegation{
+		Id:      d.ID.String(),
+		RootId:  d.Root.String(),
+		AgentId: d.Agent.String(),
+		Principal: &delegationv1.Principal{
+			Issuer:  d.User.Issuer(),
+			Subject: d.User.Subject(),
+			Email:   d.User.Email(),
+		},
+		Scopes:       d.Scopes.Strings(),
+		Chain:        chain,
+		Depth:        uint32(d.Depth()),
+		MaxDepth:     uint32(d.MaxDepth),
+		Intent:       d.Intent.String(),
+		CreatedAt:    timestamppb.New(d.CreatedAt),
+		ExpiresAt:    timestamppb.New(d.ExpiresAt),
+		State:        StateToProto(d.EffectiveState(now)),
+		RevokeReason: d.RevokeReason,
+		Revision:     rev,
+	}
+	if !d.Parent.IsZero() {
+		out.ParentId = d.Parent.String()
+	}
+	if !d.CreatedBy.IsZero() {
+		out.CreatedBy = d.CreatedBy.String()
+	}
+	if !d.RevokedAt.IsZero() {
+		out.RevokedAt = timestamppb.New(d.RevokedAt)
+	}
+	return out
+}
+
+// StateToProto maps a domain state to the API enum.
+func StateToProto(s delegation.State) delegationv1.State {
+	switch s {
+	case delegation.StateActive:
+		return delegationv1.State_STATE_ACTIVE
+	case delegation.StateRevoked:
+		return delegationv1.State_STATE_REVOKED
+	case delegation.StateExpired:
+		return delegationv1.State_STATE_EXPIRED
+	}
+	return delegationv1.State_STATE_UNSPECIFIED
+}
+
+// DelegationFromProto decodes and validates a delegation from the API. An
+// EXPIRED state is stored as active (expiry is derived from the clock).
+func DelegationFromProto(p *delegationv1.Delegation) (*delegation.Delegation, error) {
+	if p == nil {
+		return nil, fmt.Errorf("apiconv: delegation is missing")
+	}
+	fail := func(field string, err error) (*delegation.Delegation, error) {
+		return nil, fmt.Errorf("apiconv: delegation %s: %w", field, err)
+	}
+	var d delegation.Delegation
+	var err error
+	if d.ID, err = delegation.ParseID(p.GetId()); err != nil {
+		return fail("id", err)
+	}
+	if d.Root, err = delegation.ParseID(p.GetRootId()); err != nil {
+		return fail("root_id", err)
+	}
+	if p.GetParentId() != "" {
+		if d.Parent, err = delegation.ParseID(p.GetParentId()); err != nil {
+			return fail("parent_id", err)
+		}
+	}
+	if d.Agent, err = spiffeid.FromString(p.GetAgentId()); err != nil {
+		return fail("agent_id", err)
+	}
+	pr := p.GetPrincipal()
+	if d.User, err = delegation.NewUser(pr.GetIssuer(), pr.GetSubject(), pr.GetEmail()); err != nil {
+		return fail("principal", err)
+	}
+	if d.Scopes, err = delegation.ParseScopes(p.GetScopes()); err != nil {
+		return fail("scopes", err)
+	}
+	if len(p.GetChain()) > delegation.MaxDepthLimit {
+		return fail("chain", fmt.Errorf("%d entries, at most %d", len(p.GetChain()), delegation.MaxDepthLimit))
+	}
+	for i, s := range p.GetChain() {
+		a, err := spiffeid.FromString(s)
+		if err != nil {
+			return fail(fmt.Sprintf("chain[%d]", i), err)
+		}
+		d.Chain = append(d.Chain, a)
+	}
+	d.MaxDepth = int(p.GetMaxDepth())
+	if d.Intent, err = delegation.ParseIntent(p.GetIntent()); err != nil {
+		return fail("intent", err)
+	}
+	if p.GetCreatedBy() != "" {
+		if d.CreatedBy, err = spiffeid.FromString(p.GetCreatedBy()); err != nil {
+			return fail("created_by", err)
+		}
+	}
+	d.CreatedAt = p.GetCreatedAt().AsTime()
+	d.ExpiresAt = p.GetExpiresAt().AsTime()
+	switch p.GetState() {
+	case delegationv1.State_STATE_ACTIVE, delegationv1.State_STATE_EXPIRED:
+		d.State = delegation.StateActive
+	case delegationv1.State_STATE_REVOKED:
+		d.State = delegation.StateRevoked
+		d.RevokedAt = p.GetRevokedAt().AsTime()
+		d.RevokeReason = p.GetRevokeReason()
+	default:
+		return fail("state", fmt.Errorf("unspecified"))
+	}
+	if err := d.Validate(); err != nil {
+		return nil, fmt.Errorf("apiconv: %w", err)
+	}
+	return &d, nil
+}
+
+// EventToProto renders an audit event.
+func EventToProto(e *audit.Event) *auditv1.Event {
+	out := &auditv1.Event{
+		Sequence:     e.Sequence,
+		Time:         timestamppb.New(e.Time),
+		Type:         auditv1.EventType(e.Type),
+		Actor:        e.Actor,
+		DelegationId: e.DelegationID,
+		AgentId:      e.Agent,
+		Detail:       e.Detail,
+		PrevHash:     e.PrevHash[:],
+		Hash:         e.Hash[:],
+	}
+	// User is "issuer#subject"; issuers are URLs without fragments, so the
+	// first '#' separates.
+	if iss, sub, ok := strings.Cut(e.User, "#"); ok {
+		out.Principal = &delegationv1.Principal{Issuer: iss, Subject: sub}
+	}
+	return out
+}
+
+// EventFromProto decodes an audit event; the hashes are copied, not
+// recomputed, so audit.Verify can check them.
+func EventFromProto(p *auditv1.Event) (audit.Event, error) {
+	e := audit.Event{
+		Sequence: p.GetSequence(), Time: p.GetTime().AsTime(), Type: audit.Type(p.GetType()),
+		Actor: p.GetActor(), DelegationID: p.GetDelegationId(), Agent: p.GetAgentId(), Detail: p.GetDetail(),
+	}
+	if pr := p.GetPrincipal(); pr != nil {
+		e.User = pr.GetIssuer() + "#" + pr.GetSubject()
+	}
+	if len(p.GetPrevHash()) != len(e.PrevHash) || len(p.GetHash()) != len(e.Hash) {
+		return audit.Event{}, fmt.Errorf("apiconv: event %d: hashes must be %d bytes", p.GetSequence(), len(e.Hash))
+	}
+	copy(e.PrevHash[:], p.GetPrevHash())
+	copy(e.Hash[:], p.GetHash())
+	return e, nil
+}
