@@ -18,11 +18,11 @@ import (
 //	go test -run '^$' -bench CreateDelegation -benchtime 5000x ./pkg/server
 func BenchmarkCreateDelegation(b *testing.B) {
 	e := newEnv(b)
-	loc := e.local(b)
-	tok := e.aliceToken(b)
+	loc := e.Local(b)
+	tok := e.AliceToken(b)
 	req := &delegationv1.CreateDelegationRequest{UserToken: tok, AgentId: orchestrator.String(),
 		Scopes: []string{"campaigns:read"}, Ttl: durationpb.New(time.Hour), Intent: "benchmark"}
-	if _, err := loc.delegations.CreateDelegation(ctxT(b), req); err != nil { // warm the JWKS cache
+	if _, err := loc.Delegations.CreateDelegation(ctxT(b), req); err != nil { // warm the JWKS cache
 		b.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -34,7 +34,7 @@ func BenchmarkCreateDelegation(b *testing.B) {
 		var mine []time.Duration
 		for pb.Next() {
 			t0 := time.Now()
-			if _, err := loc.delegations.CreateDelegation(ctxT(b), req); err != nil {
+			if _, err := loc.Delegations.CreateDelegation(ctxT(b), req); err != nil {
 				b.Error(err)
 				return
 			}
@@ -65,11 +65,11 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 //	go test -run '^$' -bench RevocationToWatcher -benchtime 500x ./pkg/server
 func BenchmarkRevocationToWatcher(b *testing.B) {
 	e := newEnv(b)
-	loc, front := e.local(b), e.as(b, frontend)
-	tok := e.aliceToken(b)
+	loc, front := e.Local(b), e.As(b, frontend)
+	tok := e.AliceToken(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, err := e.as(b, verifierID).delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{RevokedOnly: true})
+	s, err := e.As(b, verifierID).Delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{RevokedOnly: true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func BenchmarkRevocationToWatcher(b *testing.B) {
 		d := create(b, front, tok, orchestrator.String(), time.Hour, "campaigns:read")
 		b.StartTimer()
 		t0 := time.Now()
-		if _, err := loc.delegations.RevokeDelegation(ctxT(b), &delegationv1.RevokeDelegationRequest{Id: d.Id}); err != nil {
+		if _, err := loc.Delegations.RevokeDelegation(ctxT(b), &delegationv1.RevokeDelegationRequest{Id: d.Id}); err != nil {
 			b.Fatal(err)
 		}
 		for {

@@ -12,6 +12,7 @@ import (
 	"github.com/agentid/agentid/pkg/apiconv"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/oidcauth/oidctest"
+	"github.com/agentid/agentid/pkg/server/servertest"
 	"github.com/agentid/agentid/pkg/store"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
@@ -23,7 +24,7 @@ import (
 
 func create(tb testing.TB, c clients, token string, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
 	tb.Helper()
-	resp, err := c.delegations.CreateDelegation(ctxT(tb), &delegationv1.CreateDelegationRequest{
+	resp, err := c.Delegations.CreateDelegation(ctxT(tb), &delegationv1.CreateDelegationRequest{
 		UserToken: token, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "check the spring campaign",
 	})
 	if err != nil {
@@ -34,7 +35,7 @@ func create(tb testing.TB, c clients, token string, agent string, ttl time.Durat
 
 func sub(tb testing.TB, c clients, parent, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
 	tb.Helper()
-	resp, err := c.delegations.CreateSubDelegation(ctxT(tb), &delegationv1.CreateSubDelegationRequest{
+	resp, err := c.Delegations.CreateSubDelegation(ctxT(tb), &delegationv1.CreateSubDelegationRequest{
 		ParentId: parent, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "analyse the segment",
 	})
 	if err != nil {
@@ -45,15 +46,15 @@ func sub(tb testing.TB, c clients, parent, agent string, ttl time.Duration, scop
 
 func TestDelegateSubDelegateRevoke(t *testing.T) {
 	e := newEnv(t)
-	front, orch := e.as(t, frontend), e.as(t, orchestrator)
+	front, orch := e.As(t, frontend), e.As(t, orchestrator)
 
-	root := create(t, front, e.aliceToken(t), orchestrator.String(), 2*time.Hour, "campaigns:read", "compliance:check", "payroll:write")
+	root := create(t, front, e.AliceToken(t), orchestrator.String(), 2*time.Hour, "campaigns:read", "compliance:check", "payroll:write")
 	// payroll:write is neither in the rule nor the ceiling: the grant narrows;
 	// 2h is capped at the rule's 1h.
 	if got := strings.Join(root.Scopes, " "); got != "campaigns:read compliance:check" {
 		t.Fatalf("granted scopes %q", got)
 	}
-	if !root.ExpiresAt.AsTime().Equal(e.clock.now.Add(time.Hour).Truncate(time.Nanosecond)) || root.MaxDepth != 2 || root.Depth != 1 ||
+	if !root.ExpiresAt.AsTime().Equal(e.Clock.T.Add(time.Hour).Truncate(time.Nanosecond)) || root.MaxDepth != 2 || root.Depth != 1 ||
 		root.CreatedBy != frontend.String() || root.Principal.Subject != "alice" || root.Principal.Email != "alice@example.com" ||
 		root.State != delegationv1.State_STATE_ACTIVE || root.RootId != root.Id || root.Revision != 1 {
 		t.Fatalf("root delegation: %v", root)
@@ -66,8 +67,8 @@ func TestDelegateSubDelegateRevoke(t *testing.T) {
 	}
 
 	// The user revokes the root with a fresh token: the cascade takes the child.
-	resp, err := e.as(t, stranger).delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{
-		Id: root.Id, Reason: "done", UserToken: e.aliceToken(t)})
+	resp, err := e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{
+		Id: root.Id, Reason: "done", UserToken: e.AliceToken(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,11 +76,11 @@ func TestDelegateSubDelegateRevoke(t *testing.T) {
 		t.Fatalf("revoke: %v", resp)
 	}
 	// Revoking again changes nothing and is not an error.
-	again, err := e.local(t).delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: child.Id})
+	again, err := e.Local(t).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: child.Id})
 	if err != nil || again.RevokedCount != 0 {
 		t.Fatalf("second revoke: %v %v", again, err)
 	}
-	got, err := orch.delegations.GetDelegation(ctxT(t), &delegationv1.GetDelegationRequest{Id: child.Id})
+	got, err := orch.Delegations.GetDelegation(ctxT(t), &delegationv1.GetDelegationRequest{Id: child.Id})
 	if err != nil || got.Delegation.State != delegationv1.State_STATE_REVOKED || got.Delegation.RevokeReason == "" {
 		t.Fatalf("child after revoke: %v %v", got, err)
 	}
@@ -94,7 +95,7 @@ func TestDelegateSubDelegateRevoke(t *testing.T) {
 		t.Fatalf("audit types %q", got)
 	}
 	// One revoked event per delegation of the cascade, both by the user.
-	if events[2].Actor != "user:"+e.idp.URL()+"#alice" || events[3].Actor != events[2].Actor || events[3].DelegationID != child.Id {
+	if events[2].Actor != "user:"+e.IDP.URL()+"#alice" || events[3].Actor != events[2].Actor || events[3].DelegationID != child.Id {
 		t.Fatalf("revoke actor %q", events[2].Actor)
 	}
 	if err := audit.VerifySlice(events); err != nil {
@@ -102,9 +103,9 @@ func TestDelegateSubDelegateRevoke(t *testing.T) {
 	}
 }
 
-func exportEvents(tb testing.TB, e *env) []audit.Event {
+func exportEvents(tb testing.TB, e *servertest.Env) []audit.Event {
 	tb.Helper()
-	stream, err := e.local(tb).audit.ExportEvents(ctxT(tb), &auditv1.ExportEventsRequest{})
+	stream, err := e.Local(tb).Audit.ExportEvents(ctxT(tb), &auditv1.ExportEventsRequest{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -133,22 +134,22 @@ func exportEvents(tb testing.TB, e *env) []audit.Event {
 // request got past the syntax checks.
 func TestBadInput(t *testing.T) {
 	e := newEnv(t)
-	front, orch, anal, strange, loc, verif := e.as(t, frontend), e.as(t, orchestrator), e.as(t, analyst), e.as(t, stranger), e.local(t), e.as(t, verifierID)
-	tok := e.aliceToken(t)
+	front, orch, anal, strange, loc, verif := e.As(t, frontend), e.As(t, orchestrator), e.As(t, analyst), e.As(t, stranger), e.Local(t), e.As(t, verifierID)
+	tok := e.AliceToken(t)
 
 	narrow := create(t, front, tok, orchestrator.String(), time.Hour, "campaigns:read")
 	wide := create(t, front, tok, orchestrator.String(), time.Hour, "campaigns:read", "compliance:check")
 	deep := sub(t, orch, wide.Id, analyst.String(), time.Hour, "campaigns:read")
 	revoked := create(t, front, tok, orchestrator.String(), time.Hour, "campaigns:read")
-	if _, err := loc.delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: revoked.Id}); err != nil {
+	if _, err := loc.Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: revoked.Id}); err != nil {
 		t.Fatal(err)
 	}
 	expiring := create(t, front, tok, orchestrator.String(), time.Minute, "campaigns:read")
-	e.clock.now = e.clock.now.Add(2 * time.Minute)
-	tok = e.aliceToken(t) // fresh at the new time
-	bob := e.idp.Token(t, oidctest.Claims{Subject: "bob", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.clock.now})
+	e.Clock.T = e.Clock.T.Add(2 * time.Minute)
+	tok = e.AliceToken(t) // fresh at the new time
+	bob := e.IDP.Token(t, oidctest.Claims{Subject: "bob", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.Clock.T})
 	claims := func(mut func(*oidctest.Claims)) oidctest.Claims {
-		c := oidctest.Claims{Subject: "alice", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.clock.now, Expiry: e.clock.now.Add(time.Hour)}
+		c := oidctest.Claims{Subject: "alice", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.Clock.T, Expiry: e.Clock.T.Add(time.Hour)}
 		if mut != nil {
 			mut(&c)
 		}
@@ -184,206 +185,206 @@ func TestBadInput(t *testing.T) {
 		denied bool
 	}{
 		{"malformed agent id", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "agent/orchestrator" }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "agent/orchestrator" }))
 			return err
 		}, codes.InvalidArgument, "agent_id: scheme is missing or invalid", false},
 		{"empty agent id", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "" }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "" }))
 			return err
 		}, codes.InvalidArgument, "agent_id: is required", false},
 		{"undeclared agent", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "spiffe://example.org/agent/ghost" }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.AgentId = "spiffe://example.org/agent/ghost" }))
 			return err
 		}, codes.NotFound, "agent_id: not a declared agent", true},
 		{"no scopes", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = nil }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = nil }))
 			return err
 		}, codes.InvalidArgument, "scopes: at least one scope is required", false},
 		{"scope with space", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = []string{"campaigns read"} }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = []string{"campaigns read"} }))
 			return err
 		}, codes.InvalidArgument, "scopes: delegation: invalid scope: scope 0: whitespace at byte 9", false},
 		{"too many scopes", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = many }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = many }))
 			return err
 		}, codes.InvalidArgument, "scopes: delegation: invalid scope: 65 scopes, at most 64", false},
 		{"oversize intent", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Intent = strings.Repeat("a", 2049) }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Intent = strings.Repeat("a", 2049) }))
 			return err
 		}, codes.InvalidArgument, "intent: delegation: invalid intent: 2049 bytes, at most 2048", false},
 		{"no ttl", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Ttl = nil }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Ttl = nil }))
 			return err
 		}, codes.InvalidArgument, "ttl: is required", false},
 		{"negative ttl", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Ttl = durationpb.New(-time.Second) }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Ttl = durationpb.New(-time.Second) }))
 			return err
 		}, codes.InvalidArgument, "ttl: must be positive and at most 720h0m0s", false},
 		{"no user token", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = "" }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = "" }))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"alg none", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.idp.NoneToken(claims(nil)) }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.IDP.NoneToken(claims(nil)) }))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"HS256 keyed with the public key", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.idp.HS256WithPublicKey(t, claims(nil)) }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.IDP.HS256WithPublicKey(t, claims(nil)) }))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"unknown kid", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.idp.TokenWithUnknownKey(t, claims(nil)) }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = e.IDP.TokenWithUnknownKey(t, claims(nil)) }))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"expired token", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
-				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) {
-					c.IssuedAt, c.Expiry = e.clock.now.Add(-2*time.Hour), e.clock.now.Add(-time.Hour)
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.IDP.Token(t, claims(func(c *oidctest.Claims) {
+					c.IssuedAt, c.Expiry = e.Clock.T.Add(-2*time.Hour), e.Clock.T.Add(-time.Hour)
 				}))
 			}))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"token for another audience", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
-				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.Audience = "another-app" }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.IDP.Token(t, claims(func(c *oidctest.Claims) { c.Audience = "another-app" }))
 			}))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"unlisted issuer", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
-				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.Issuer = "https://evil.example.com" }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.IDP.Token(t, claims(func(c *oidctest.Claims) { c.Issuer = "https://evil.example.com" }))
 			}))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"garbage token", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = "not.a.jwt" }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.UserToken = "not.a.jwt" }))
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"user outside the rule", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
-				r.UserToken = e.idp.Token(t, claims(func(c *oidctest.Claims) { c.Groups = []string{"finance"} }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
+				r.UserToken = e.IDP.Token(t, claims(func(c *oidctest.Claims) { c.Groups = []string{"finance"} }))
 			}))
 			return err
 		}, codes.PermissionDenied, "policy: denied: no rule matches", true},
 		{"caller not named by the rule", func(ctx context.Context) error {
-			_, err := strange.delegations.CreateDelegation(ctx, createReq(nil))
+			_, err := strange.Delegations.CreateDelegation(ctx, createReq(nil))
 			return err
 		}, codes.PermissionDenied, `policy: denied: rule "marketing": caller not allowed`, true},
 		{"nothing grantable", func(ctx context.Context) error {
-			_, err := front.delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = []string{"payroll:write"} }))
+			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) { r.Scopes = []string{"payroll:write"} }))
 			return err
 		}, codes.PermissionDenied, `policy: denied: rule "marketing": no requested scope can be granted`, true},
 		{"malformed parent id", func(ctx context.Context) error {
-			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = "dlg_xyz" }))
+			_, err := orch.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = "dlg_xyz" }))
 			return err
 		}, codes.InvalidArgument, "parent_id: delegation: invalid delegation id: length 7, want 30", false},
 		{"unknown parent", func(ctx context.Context) error {
-			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = unknownID }))
+			_, err := orch.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = unknownID }))
 			return err
 		}, codes.NotFound, "parent_id: no such delegation", true},
 		{"sub-delegation by an outsider", func(ctx context.Context) error {
-			_, err := strange.delegations.CreateSubDelegation(ctx, subReq(nil))
+			_, err := strange.Delegations.CreateSubDelegation(ctx, subReq(nil))
 			return err
 		}, codes.NotFound, "parent_id: no such delegation", true},
 		{"sub-delegation by the creating front end", func(ctx context.Context) error {
-			_, err := front.delegations.CreateSubDelegation(ctx, subReq(nil))
+			_, err := front.Delegations.CreateSubDelegation(ctx, subReq(nil))
 			return err
 		}, codes.PermissionDenied, "only the parent delegation's agent may sub-delegate it", true},
 		{"sub-delegation by a local admin", func(ctx context.Context) error {
-			_, err := loc.delegations.CreateSubDelegation(ctx, subReq(nil))
+			_, err := loc.Delegations.CreateSubDelegation(ctx, subReq(nil))
 			return err
 		}, codes.PermissionDenied, "only the parent delegation's agent may sub-delegate it", true},
 		{"sub-agent not allowed", func(ctx context.Context) error {
-			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.AgentId = writer.String() }))
+			_, err := orch.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.AgentId = writer.String() }))
 			return err
 		}, codes.PermissionDenied, "agent_id: spiffe://example.org/agent/writer is not an allowed sub-agent of spiffe://example.org/agent/orchestrator", true},
 		{"scope widening", func(ctx context.Context) error {
-			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) {
+			_, err := orch.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) {
 				r.ParentId, r.Scopes = narrow.Id, []string{"campaigns:read", "compliance:check"}
 			}))
 			return err
 		}, codes.PermissionDenied, "delegation: scopes exceed parent's: compliance:check not held by parent " + narrow.Id, true},
 		{"beyond the sub-agent's ceiling", func(ctx context.Context) error {
-			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.Scopes = []string{"crm:write"} }))
+			_, err := orch.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.Scopes = []string{"crm:write"} }))
 			return err
 		}, codes.PermissionDenied, "scopes: crm:write exceed the ceiling of spiffe://example.org/agent/market-analysis", true},
 		{"depth overflow", func(ctx context.Context) error {
-			_, err := anal.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId, r.AgentId = deep.Id, writer.String() }))
+			_, err := anal.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId, r.AgentId = deep.Id, writer.String() }))
 			return err
 		}, codes.FailedPrecondition, "delegation: maximum depth exceeded: depth 3, at most 2", true},
 		{"revoked parent", func(ctx context.Context) error {
-			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = revoked.Id }))
+			_, err := orch.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = revoked.Id }))
 			return err
 		}, codes.FailedPrecondition, "delegation: parent is not active: parent " + revoked.Id + " is revoked", true},
 		{"expired parent", func(ctx context.Context) error {
-			_, err := orch.delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = expiring.Id }))
+			_, err := orch.Delegations.CreateSubDelegation(ctx, subReq(func(r *delegationv1.CreateSubDelegationRequest) { r.ParentId = expiring.Id }))
 			return err
 		}, codes.FailedPrecondition, "delegation: parent is not active: parent " + expiring.Id + " is expired", true},
 		{"get by an outsider", func(ctx context.Context) error {
-			_, err := strange.delegations.GetDelegation(ctx, &delegationv1.GetDelegationRequest{Id: wide.Id})
+			_, err := strange.Delegations.GetDelegation(ctx, &delegationv1.GetDelegationRequest{Id: wide.Id})
 			return err
 		}, codes.NotFound, "id: no such delegation", false},
 		{"get unknown", func(ctx context.Context) error {
-			_, err := loc.delegations.GetDelegation(ctx, &delegationv1.GetDelegationRequest{Id: unknownID})
+			_, err := loc.Delegations.GetDelegation(ctx, &delegationv1.GetDelegationRequest{Id: unknownID})
 			return err
 		}, codes.NotFound, "id: no such delegation", false},
 		{"revoke by an outsider", func(ctx context.Context) error {
-			_, err := strange.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id})
+			_, err := strange.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id})
 			return err
 		}, codes.NotFound, "id: no such delegation", true},
 		{"revoke of a parent by its sub-agent", func(ctx context.Context) error {
-			_, err := anal.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id})
+			_, err := anal.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id})
 			return err
 		}, codes.NotFound, "id: no such delegation", true},
 		{"revoke with another user's token", func(ctx context.Context) error {
-			_, err := strange.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id, UserToken: bob})
+			_, err := strange.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id, UserToken: bob})
 			return err
 		}, codes.PermissionDenied, "the token's user is not the delegation's user", true},
 		{"revoke with a stale user token", func(ctx context.Context) error {
-			_, err := strange.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id,
-				UserToken: e.idp.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt = e.clock.now.Add(-10 * time.Minute) }))})
+			_, err := strange.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id,
+				UserToken: e.IDP.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt = e.Clock.T.Add(-10 * time.Minute) }))})
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"revoke reason too long", func(ctx context.Context) error {
-			_, err := loc.delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id, Reason: strings.Repeat("r", 1025)})
+			_, err := loc.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id, Reason: strings.Repeat("r", 1025)})
 			return err
 		}, codes.InvalidArgument, "reason: must be valid UTF-8 of at most 1024 bytes", false},
 		{"watch by an outsider", func(ctx context.Context) error {
-			s, err := strange.delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{RevokedOnly: true})
+			s, err := strange.Delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{RevokedOnly: true})
 			if err == nil {
 				_, err = s.Recv()
 			}
 			return err
 		}, codes.PermissionDenied, "caller may not watch delegations", true},
 		{"verifier watching grants", func(ctx context.Context) error {
-			s, err := verif.delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{})
+			s, err := verif.Delegations.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{})
 			if err == nil {
 				_, err = s.Recv()
 			}
 			return err
 		}, codes.PermissionDenied, "verifiers may only watch with revoked_only", true},
 		{"issuance records over mTLS", func(ctx context.Context) error {
-			_, err := verif.audit.RecordTokenIssuance(ctx, &auditv1.RecordTokenIssuanceRequest{Issuances: []*auditv1.TokenIssuance{{
+			_, err := verif.Audit.RecordTokenIssuance(ctx, &auditv1.RecordTokenIssuanceRequest{Issuances: []*auditv1.TokenIssuance{{
 				DelegationId: wide.Id, AgentId: orchestrator.String(), IssuedAt: timestamppb.Now(), ExpiresAt: timestamppb.Now()}}})
 			return err
 		}, codes.PermissionDenied, "only the local socket may record token issuance", true},
 		{"empty issuance batch", func(ctx context.Context) error {
-			_, err := loc.audit.RecordTokenIssuance(ctx, &auditv1.RecordTokenIssuanceRequest{})
+			_, err := loc.Audit.RecordTokenIssuance(ctx, &auditv1.RecordTokenIssuanceRequest{})
 			return err
 		}, codes.InvalidArgument, "issuances: 1..1000 records per call", false},
 		{"audit read by an outsider", func(ctx context.Context) error {
-			_, err := strange.audit.ListEvents(ctx, &auditv1.ListEventsRequest{})
+			_, err := strange.Audit.ListEvents(ctx, &auditv1.ListEventsRequest{})
 			return err
 		}, codes.PermissionDenied, "caller may not read the audit log", false},
 		{"list with half a principal", func(ctx context.Context) error {
-			_, err := loc.delegations.ListDelegations(ctx, &delegationv1.ListDelegationsRequest{PrincipalIssuer: e.idp.URL()})
+			_, err := loc.Delegations.ListDelegations(ctx, &delegationv1.ListDelegationsRequest{PrincipalIssuer: e.IDP.URL()})
 			return err
 		}, codes.InvalidArgument, "principal_issuer, principal_subject: set both or neither", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := ctxT(t)
-			_, revBefore, err := e.store.Snapshot(ctx)
+			_, revBefore, err := e.Store.Snapshot(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -392,7 +393,7 @@ func TestBadInput(t *testing.T) {
 			if st := status.Convert(err); st.Code() != tt.code || st.Message() != tt.msg {
 				t.Fatalf("got %s %q\nwant %s %q", st.Code(), st.Message(), tt.code, tt.msg)
 			}
-			if _, revAfter, _ := e.store.Snapshot(ctx); revAfter != revBefore {
+			if _, revAfter, _ := e.Store.Snapshot(ctx); revAfter != revBefore {
 				t.Fatalf("store revision moved from %d to %d: something was written", revBefore, revAfter)
 			}
 			want := deniedBefore
@@ -409,12 +410,12 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func countDenied(tb testing.TB, e *env) int {
+func countDenied(tb testing.TB, e *servertest.Env) int {
 	tb.Helper()
 	n := 0
 	page := store.Page{Size: store.MaxPageSize}
 	for {
-		evs, next, err := e.store.ListEvents(context.Background(), store.EventFilter{Type: audit.TypeDenied}, page)
+		evs, next, err := e.Store.ListEvents(context.Background(), store.EventFilter{Type: audit.TypeDenied}, page)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -431,12 +432,12 @@ func countDenied(tb testing.TB, e *env) int {
 func TestLogsNeverHoldUserTokens(t *testing.T) {
 	var buf bytes.Buffer
 	e := newEnvWithLog(t, &buf)
-	front := e.as(t, frontend)
-	good := e.aliceToken(t)
-	forged := e.idp.HS256WithPublicKey(t, oidctest.Claims{Subject: "alice", Audience: audience})
+	front := e.As(t, frontend)
+	good := e.AliceToken(t)
+	forged := e.IDP.HS256WithPublicKey(t, oidctest.Claims{Subject: "alice", Audience: audience})
 	create(t, front, good, orchestrator.String(), time.Hour, "campaigns:read")
 	for _, tok := range []string{forged, good + "x", "sentinel-token-text"} {
-		front.delegations.CreateDelegation(ctxT(t), &delegationv1.CreateDelegationRequest{
+		front.Delegations.CreateDelegation(ctxT(t), &delegationv1.CreateDelegationRequest{
 			UserToken: tok, AgentId: orchestrator.String(), Scopes: []string{"campaigns:read"}, Ttl: durationpb.New(time.Hour)})
 	}
 	var all strings.Builder

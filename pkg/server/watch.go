@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -52,14 +53,14 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 	since := store.Revision(req.GetSinceRevision())
 	resumed := since > 0
 	if !resumed {
-		snap, rev, err := s.store.Snapshot(ctx)
+		snap, rev, err := s.snapshot(ctx, revokedOnly)
 		if err != nil {
 			return s.storeError("read snapshot", err)
 		}
 		now := s.clock()
 		chunk := &delegationv1.SnapshotChunk{}
 		for _, dl := range snap {
-			if !now.Before(dl.ExpiresAt) || revokedOnly && dl.State != delegation.StateRevoked {
+			if !now.Before(dl.ExpiresAt) {
 				continue
 			}
 			chunk.Delegations = append(chunk.Delegations, apiconv.DelegationToProto(dl, 0, now))
@@ -134,5 +135,33 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 				}
 			}
 		}
+	}
+}
+
+// snapshot returns what a fresh watch starts from and the revision it
+// reflects. For revoked-only watchers (verifiers) that is every revoked
+// delegation: the revision is read first, so a revocation that lands while
+// the list is read is in the list or after the revision, and applying it
+// twice is harmless.
+func (s *Server) snapshot(ctx context.Context, revokedOnly bool) ([]*delegation.Delegation, store.Revision, error) {
+	if !revokedOnly {
+		return s.store.Snapshot(ctx)
+	}
+	_, rev, err := s.store.Snapshot(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	var out []*delegation.Delegation
+	page := store.Page{Size: store.MaxPageSize}
+	for {
+		list, next, err := s.store.ListDelegations(ctx, store.Filter{State: delegation.StateRevoked}, page)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, list...)
+		if next == "" {
+			return out, rev, nil
+		}
+		page.Token = next
 	}
 }

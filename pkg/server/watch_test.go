@@ -15,7 +15,7 @@ type watchStream = grpc.ServerStreamingClient[delegationv1.WatchDelegationsRespo
 
 func watch(tb testing.TB, c clients, since uint64, revokedOnly bool) watchStream {
 	tb.Helper()
-	s, err := c.delegations.WatchDelegations(ctxT(tb), &delegationv1.WatchDelegationsRequest{SinceRevision: since, RevokedOnly: revokedOnly})
+	s, err := c.Delegations.WatchDelegations(ctxT(tb), &delegationv1.WatchDelegationsRequest{SinceRevision: since, RevokedOnly: revokedOnly})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -41,17 +41,17 @@ func wantChange(tb testing.TB, s watchStream, rev uint64, typ delegationv1.Chang
 
 func TestWatchDelegations(t *testing.T) {
 	e := newEnv(t)
-	front, orch, loc := e.as(t, frontend), e.as(t, orchestrator), e.local(t)
+	front, orch, loc := e.As(t, frontend), e.As(t, orchestrator), e.Local(t)
 
 	live := watch(t, loc, 0, false)
 	if end := recv(t, live).GetSnapshotEnd(); end == nil || end.Revision != 0 {
 		t.Fatalf("empty store: want snapshot_end 0, got %v", end)
 	}
-	root := create(t, front, e.aliceToken(t), orchestrator.String(), time.Hour, "campaigns:read")
+	root := create(t, front, e.AliceToken(t), orchestrator.String(), time.Hour, "campaigns:read")
 	wantChange(t, live, 1, delegationv1.ChangeType_CHANGE_TYPE_CREATED, root.Id)
 	child := sub(t, orch, root.Id, analyst.String(), time.Hour, "campaigns:read")
 	wantChange(t, live, 2, delegationv1.ChangeType_CHANGE_TYPE_CREATED, child.Id)
-	if _, err := loc.delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: root.Id, Reason: "done"}); err != nil {
+	if _, err := loc.Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: root.Id, Reason: "done"}); err != nil {
 		t.Fatal(err)
 	}
 	wantChange(t, live, 3, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, root.Id)
@@ -66,7 +66,7 @@ func TestWatchDelegations(t *testing.T) {
 	}
 
 	// A fresh snapshot holds the live delegations only.
-	other := create(t, front, e.aliceToken(t), orchestrator.String(), time.Hour, "campaigns:read")
+	other := create(t, front, e.AliceToken(t), orchestrator.String(), time.Hour, "campaigns:read")
 	snap := watch(t, loc, 0, false)
 	chunk := recv(t, snap).GetSnapshot()
 	if chunk == nil || len(chunk.Delegations) != 1 || chunk.Delegations[0].Id != other.Id {
@@ -77,7 +77,7 @@ func TestWatchDelegations(t *testing.T) {
 	}
 
 	// A verifier gets the deny list only: the revoked, not yet expired ones.
-	deny := watch(t, e.as(t, verifierID), 0, true)
+	deny := watch(t, e.As(t, verifierID), 0, true)
 	chunk = recv(t, deny).GetSnapshot()
 	if chunk == nil || len(chunk.Delegations) != 2 {
 		t.Fatalf("revoked-only snapshot: %v", chunk)
@@ -90,7 +90,7 @@ func TestWatchDelegations(t *testing.T) {
 	if end := recv(t, deny).GetSnapshotEnd(); end == nil || end.Revision != 5 {
 		t.Fatalf("want snapshot_end 5, got %v", end)
 	}
-	if _, err := loc.delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: other.Id}); err != nil {
+	if _, err := loc.Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: other.Id}); err != nil {
 		t.Fatal(err)
 	}
 	wantChange(t, deny, 6, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, other.Id)
@@ -107,9 +107,9 @@ func TestWatchDelegations(t *testing.T) {
 // graceful stop does not hang on them.
 func TestWatchEndsOnClose(t *testing.T) {
 	e := newEnv(t)
-	s := watch(t, e.local(t), 0, false)
+	s := watch(t, e.Local(t), 0, false)
 	recv(t, s)
-	e.srv.Close()
+	e.Server.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

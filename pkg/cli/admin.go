@@ -1,0 +1,219 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/agentid/agentid/pkg/apiconv"
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/claims"
+	agentv1 "github.com/agentid/agentid/proto/agentid/agent/v1"
+	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// rpcError turns a gRPC error into a line a person can act on.
+func rpcError(op string, err error) error {
+	st := status.Convert(err)
+	return fmt.Errorf("%s: %s: %s", op, strings.ToLower(st.Code().String()), st.Message())
+}
+
+func (c *command) agents(ctx context.Context, args []string) error {
+	fs := newFlags(c.env, "agents")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	conn, closeConn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	client := agentv1.NewAgentServiceClient(conn)
+	req := &agentv1.ListAgentsRequest{}
+	var all []*agentv1.Agent
+	for {
+		resp, err := client.ListAgents(ctx, req)
+		if err != nil {
+			return rpcError("agents", err)
+		}
+		all = append(all, resp.Agents...)
+		if resp.NextPageToken == "" {
+			break
+		}
+		req.PageToken = resp.NextPageToken
+	}
+	if c.g.output == "json" {
+		msgs := make([]proto.Message, len(all))
+		for i, a := range all {
+			msgs[i] = a
+		}
+		return c.printJSONList(msgs)
+	}
+	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSPIFFE ID\tSYNC\tENTRY\tCEILING\tERROR")
+	for _, a := range all {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.SpiffeId, strings.ToLower(strings.TrimPrefix(a.SyncState.String(), "SYNC_STATE_")),
+			a.EntryId, strings.Join(a.ScopeCeiling, " "), a.LastError)
+	}
+	return tw.Flush()
+}
+
+// auditExport writes the log as JSON Lines, the format audit verify reads.
+func (c *command) auditExport(ctx context.Context, args []string) error {
+	fs := newFlags(c.env, "audit export")
+	after := fs.Uint64("after", 0, "only events after this sequence number")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	conn, closeConn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	stream, err := auditv1.NewAuditServiceClient(conn).ExportEvents(ctx, &auditv1.ExportEventsRequest{AfterSequence: *after})
+	if err != nil {
+		return rpcError("audit export", err)
+	}
+	w := bufio.NewWriter(c.env.Stdout)
+	events := func(yield func(*audit.Event, error) bool) {
+		for {
+			msg, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(nil, rpcError("audit export", err))
+				return
+			}
+			for _, pe := range msg.Events {
+				ev, err := apiconv.EventFromProto(pe)
+				if !yield(&ev, err) || err != nil {
+					return
+				}
+			}
+		}
+	}
+	if err := audit.WriteJSONL(w, events); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// auditVerify checks an export offline: no server is contacted.
+func (c *command) auditVerify(args []string) error {
+	fs := newFlags(c.env, "audit verify")
+	head := fs.String("head", "", "known last event as <sequence>:<hash>, to detect a truncated tail")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var in io.Reader = c.env.Stdin
+	name := "standard input"
+	if fs.NArg() == 1 && fs.Arg(0) != "-" {
+		f, err := os.Open(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in, name = f, fs.Arg(0)
+	} else if fs.NArg() > 1 {
+		return usagef("audit verify: at most one file")
+	}
+	var cfg audit.VerifyConfig
+	if *head != "" {
+		a, err := audit.ParseAnchor(*head)
+		if err != nil {
+			return usagef("-head: %v", err)
+		}
+		cfg.Head = a
+	}
+	last, err := audit.VerifyWith(cfg, audit.ReadJSONL(in))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	fmt.Fprintf(c.env.Stdout, "ok: %d events, chain intact; head %s\n", last.Sequence, last)
+	return nil
+}
+
+// tokenInspect decodes a JWT-SVID's payload and shows what agentid put in
+// it. It does not check the signature: it is for reading, not trusting.
+func (c *command) tokenInspect(args []string) error {
+	fs := newFlags(c.env, "token inspect")
+	file := fs.String("file", "-", `file holding the token ("-" for standard input)`)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	raw, err := c.readToken(*file, true)
+	if err != nil {
+		return err
+	}
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return errors.New("token inspect: not a compact JWT (want three dot-separated parts)")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return errors.New("token inspect: payload is not base64url")
+	}
+	var all map[string]any
+	if err := json.Unmarshal(payload, &all); err != nil {
+		return errors.New("token inspect: payload is not a JSON object")
+	}
+	subText, _ := all["sub"].(string)
+	sub, err := spiffeid.FromString(subText)
+	if err != nil {
+		return fmt.Errorf("token inspect: sub is not a SPIFFE ID: %v", err)
+	}
+	var exp time.Time
+	if f, ok := all["exp"].(float64); ok {
+		exp = time.Unix(int64(f), 0)
+	}
+	cl, err := claims.Decode(all, sub)
+	noDelegation := errors.Is(err, claims.ErrNoDelegation)
+	if err != nil && !noDelegation {
+		return fmt.Errorf("token inspect: %w", err)
+	}
+	if c.g.output == "json" {
+		out := map[string]any{"agent": sub.String(), "expires_at": fmtTime(exp), "audience": all["aud"], "signature_checked": false}
+		if !noDelegation {
+			for k, v := range cl.Map() {
+				out[k] = v
+			}
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Fprintln(c.env.Stdout, string(b))
+		return nil
+	}
+	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "agent\t%s\n", sub)
+	fmt.Fprintf(tw, "audience\t%v\n", all["aud"])
+	fmt.Fprintf(tw, "token expires\t%s\n", fmtTime(exp))
+	if noDelegation {
+		fmt.Fprintf(tw, "delegation\tnone (a plain JWT-SVID)\n")
+	} else {
+		fmt.Fprintf(tw, "user\t%s (%s)\n", cl.User.Subject(), cl.User.Issuer())
+		if e := cl.User.Email(); e != "" {
+			fmt.Fprintf(tw, "email\t%s\n", e)
+		}
+		fmt.Fprintf(tw, "scopes\t%s\n", cl.Scopes)
+		fmt.Fprintf(tw, "delegation\t%s (root %s)\n", cl.ID, cl.Root)
+		chain := make([]string, len(cl.Chain))
+		for i, a := range cl.Chain {
+			chain[i] = a.String()
+		}
+		fmt.Fprintf(tw, "chain\t%s\n", strings.Join(chain, " > "))
+		fmt.Fprintf(tw, "delegation expires\t%s\n", fmtTime(cl.ExpiresAt))
+	}
+	fmt.Fprintf(tw, "signature\tNOT CHECKED (inspect only)\n")
+	return tw.Flush()
+}

@@ -1,0 +1,198 @@
+// Package servertest runs a real agentid-server API for tests of its
+// clients: a bbolt store in a temp dir, a test OpenID provider, a test CA for
+// mTLS, the local unix socket and an mTLS listener on loopback. The fixture
+// declares three agents (Orchestrator → market-analysis → Writer) and one
+// policy rule ("marketing" group, front end or local callers, depth 2).
+package servertest
+
+import (
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/internal/testca"
+	"github.com/agentid/agentid/pkg/oidcauth"
+	"github.com/agentid/agentid/pkg/oidcauth/oidctest"
+	"github.com/agentid/agentid/pkg/policy"
+	"github.com/agentid/agentid/pkg/server"
+	"github.com/agentid/agentid/pkg/server/config"
+	"github.com/agentid/agentid/pkg/store/boltstore"
+	agentv1 "github.com/agentid/agentid/proto/agentid/agent/v1"
+	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
+	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
+	"github.com/sirupsen/logrus"
+	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+var (
+	TD           = spiffeid.RequireTrustDomainFromString("example.org")
+	ServerID     = spiffeid.RequireFromString("spiffe://example.org/agentid-server")
+	Orchestrator = spiffeid.RequireFromString("spiffe://example.org/agent/orchestrator")
+	Analyst      = spiffeid.RequireFromString("spiffe://example.org/agent/market-analysis")
+	Writer       = spiffeid.RequireFromString("spiffe://example.org/agent/writer")
+	Frontend     = spiffeid.RequireFromString("spiffe://example.org/app/chat-frontend")
+	Verifier     = spiffeid.RequireFromString("spiffe://example.org/svc/crm")
+	Stranger     = spiffeid.RequireFromString("spiffe://example.org/app/stranger")
+)
+
+// Audience is the audience the fixture's server accepts in user tokens.
+const Audience = "agentid"
+
+// env is a running agentid-server API on a real unix socket and a real mTLS
+// listener, over a bbolt store in a temp dir, with a test OpenID provider.
+type Env struct {
+	Server *server.Server
+	Store  *boltstore.Store
+	IDP    *oidctest.Issuer
+	CA     *testca.CA
+	Clock  *Clock
+
+	LocalAddr string
+	MTLSAddr  string
+}
+
+// Clock is the fixture's settable clock.
+type Clock struct{ T time.Time }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { return c.T }
+
+// Agents are the declared agents of the fixture.
+func Agents() []config.AgentSpec {
+	return []config.AgentSpec{
+		{Name: "orchestrator", SPIFFEID: Orchestrator, ScopeCeiling: delegation.MustParseScopes("campaigns:read", "compliance:check", "crm:write"),
+			SubAgents: []spiffeid.ID{Analyst}},
+		{Name: "market-analysis", SPIFFEID: Analyst, ScopeCeiling: delegation.MustParseScopes("campaigns:read", "compliance:check"),
+			SubAgents: []spiffeid.ID{Writer}},
+		{Name: "writer", SPIFFEID: Writer, ScopeCeiling: delegation.MustParseScopes("campaigns:read")},
+	}
+}
+
+// Start runs the fixture until the test ends.
+func Start(tb testing.TB) *Env {
+	tb.Helper()
+	return StartWithLog(tb, io.Discard)
+}
+
+// StartWithLog is Start with the server's log written to logOut.
+func StartWithLog(tb testing.TB, logOut io.Writer) *Env {
+	tb.Helper()
+	log := logrus.New()
+	log.Out = logOut
+	log.Formatter = &logrus.JSONFormatter{}
+	e := &Env{IDP: oidctest.New(tb), CA: testca.New(tb, TD), Clock: &Clock{T: time.Now()}}
+	st, err := boltstore.Open(filepath.Join(tb.TempDir(), "agentid.db"), boltstore.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.Store = st
+	tb.Cleanup(func() { st.Close() })
+	users, err := oidcauth.New(oidcauth.Config{
+		Issuers: []oidcauth.IssuerConfig{{URL: e.IDP.URL(), Audiences: []string{Audience}}},
+		Clock:   e.Clock.Now,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pol, err := policy.Compile([]policy.Rule{
+		{Name: "marketing", When: `"marketing" in user.groups`, Scopes: []string{"campaigns:read", "compliance:check", "crm:write"},
+			MaxTTL: time.Hour, MaxDepth: 2, Callers: []string{Frontend.String(), policy.CallerLocal}},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := server.New(server.Config{
+		Store: st, Users: users, Policy: pol, Agents: Agents(),
+		Verifiers: []spiffeid.ID{Verifier},
+		Clock:     e.Clock.Now, WatchHeartbeat: time.Hour, Log: log,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.Server = srv
+
+	dir, err := os.MkdirTemp("", "aid")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	e.LocalAddr = filepath.Join(dir, "agentid.sock")
+	ll, err := net.Listen("unix", e.LocalAddr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.MTLSAddr = tl.Addr().String()
+	local := srv.LocalServer()
+	mtls := srv.MTLSServer(testca.Source{SVID: e.CA.SVID(tb, ServerID)}, e.CA, TD)
+	go local.Serve(ll)
+	go mtls.Serve(tl)
+	tb.Cleanup(func() {
+		srv.Close()
+		local.Stop()
+		mtls.Stop()
+	})
+	return e
+}
+
+// Clients are the three API clients on one connection.
+type Clients struct {
+	Delegations delegationv1.DelegationServiceClient
+	Agents      agentv1.AgentServiceClient
+	Audit       auditv1.AuditServiceClient
+}
+
+func newClients(tb testing.TB, conn *grpc.ClientConn) Clients {
+	tb.Cleanup(func() { conn.Close() })
+	return Clients{
+		Delegations: delegationv1.NewDelegationServiceClient(conn),
+		Agents:      agentv1.NewAgentServiceClient(conn),
+		Audit:       auditv1.NewAuditServiceClient(conn),
+	}
+}
+
+// local connects over the unix socket, as the CLI or the composer does.
+func (e *Env) Local(tb testing.TB) Clients {
+	tb.Helper()
+	conn, err := grpc.NewClient("unix://"+e.LocalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return newClients(tb, conn)
+}
+
+// as connects over mTLS with an X509-SVID for id.
+func (e *Env) As(tb testing.TB, id spiffeid.ID) Clients {
+	tb.Helper()
+	creds := grpccredentials.MTLSClientCredentials(testca.Source{SVID: e.CA.SVID(tb, id)}, e.CA, tlsconfig.AuthorizeID(ServerID))
+	conn, err := grpc.NewClient(e.MTLSAddr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return newClients(tb, conn)
+}
+
+// AliceToken is a fresh ID token of alice (group marketing) at the fixture's clock.
+func (e *Env) AliceToken(tb testing.TB) string {
+	return e.IDP.Token(tb, oidctest.Claims{Subject: "alice", Audience: Audience, Email: "alice@example.com",
+		EmailVerified: true, Groups: []string{"marketing"}, IssuedAt: e.Clock.T, Expiry: e.Clock.T.Add(time.Hour)})
+}
+
+// Ctx is a context that ends with the test (or after 10 s).
+func Ctx(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
