@@ -1,0 +1,404 @@
+package aiagent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	workloadattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/workloadattestor/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+const goodManifest = `{
+  "apiVersion": "agentid.dev/v1",
+  "name": "gdpr-compliance",
+  "version": "1.4.2",
+  "model": {"provider": "anthropic", "name": "claude-sonnet-4"},
+  "tools": ["mcp:github", "crm.read"],
+  "owner": "team-compliance@example.com"
+}
+`
+
+// goodSelectors are the manifest selectors of goodManifest, tools sorted.
+var goodSelectors = []string{
+	"name:gdpr-compliance",
+	"version:1.4.2",
+	"model:anthropic/claude-sonnet-4",
+	"tool:crm.read",
+	"tool:mcp:github",
+}
+
+// attestCase is one process set-up and the answer it must get.
+type attestCase struct {
+	name string
+	// files to write in the case's directory (name → contents); a nil
+	// value makes a FIFO.
+	files map[string][]byte
+	// symlinks to create in the case's directory (name → target; a target
+	// starting with "./" is made relative to the directory).
+	symlinks map[string]string
+	// env is the child's AGENTID_MANIFEST: "" unset, "=" set empty, a value
+	// starting with "./" is made absolute in the case's directory.
+	env string
+	// hcl is the plugin_data; {dir}, {ed25519} and {p256} are replaced.
+	hcl string
+	// want is the exact selector list; the tokens "manifest" and "exe"
+	// stand for the digests of files[digestOf] and of the child.
+	want []string
+	// digestOf names the manifest file in files; "" is "manifest.json".
+	digestOf string
+	// wantLog is a substring of the plugin's log ("" for no warning).
+	wantLog string
+}
+
+func TestAttest(t *testing.T) {
+	keys := newTestKeys(t)
+	manifest := []byte(goodManifest)
+	tampered := []byte(strings.Replace(goodManifest, "1.4.2", "1.4.3", 1))
+	signedEd := sign(t, "release-ed25519", keys.ed25519, manifest)
+	signedP256 := sign(t, "release-p256", keys.p256, manifest)
+	bothKeys := `signing_keys { "release-ed25519" = "{ed25519}" "release-p256" = "{p256}" }`
+	withSigner := func(signer string) []string {
+		return slices.Concat(goodSelectors, []string{"manifest", "signer:" + signer, "exe"})
+	}
+	unsigned := slices.Concat(goodSelectors, []string{"manifest", "exe"})
+
+	cases := []attestCase{
+		{
+			name:  "signed ed25519",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": signedEd},
+			env:   "./manifest.json", hcl: bothKeys,
+			want: withSigner("release-ed25519"),
+		},
+		{
+			name:  "signed p256",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": signedP256},
+			env:   "./manifest.json", hcl: bothKeys,
+			want: withSigner("release-p256"),
+		},
+		{
+			name:  "unsigned with keys configured",
+			files: map[string][]byte{"manifest.json": manifest},
+			env:   "./manifest.json", hcl: bothKeys,
+			want: unsigned,
+		},
+		{
+			name:  "signed but no keys configured",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": signedEd},
+			env:   "./manifest.json",
+			want:  unsigned,
+		},
+		{
+			name:  "tampered manifest",
+			files: map[string][]byte{"manifest.json": tampered, "manifest.json.sig": signedEd},
+			env:   "./manifest.json", hcl: bothKeys,
+			want: []string{
+				"name:gdpr-compliance", "version:1.4.3", "model:anthropic/claude-sonnet-4",
+				"tool:crm.read", "tool:mcp:github", "manifest", "exe",
+			},
+			wantLog: `aiagent: signature does not verify: key \"release-ed25519\"`,
+		},
+		{
+			name:  "wrong key id",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": sign(t, "release-2024", keys.ed25519, manifest)},
+			env:   "./manifest.json", hcl: bothKeys,
+			want:    unsigned,
+			wantLog: `aiagent: unknown signing key id: \"release-2024\"`,
+		},
+		{
+			name:  "signed by an unconfigured key under a configured id",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": sign(t, "release-p256", keys.p256Other, manifest)},
+			env:   "./manifest.json", hcl: bothKeys,
+			want:    unsigned,
+			wantLog: `aiagent: signature does not verify: key \"release-p256\"`,
+		},
+		{
+			name:  "ed25519 signature under the p256 key id",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": sign(t, "release-p256", keys.ed25519, manifest)},
+			env:   "./manifest.json", hcl: bothKeys,
+			want:    unsigned,
+			wantLog: `aiagent: signature does not verify: key \"release-p256\"`,
+		},
+		{
+			name:  "malformed signature file",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": []byte(`{"apiVersion":"agentid.dev/v1","keyId":"release-p256","signature":"not base64!"}`)},
+			env:   "./manifest.json", hcl: bothKeys,
+			want:    unsigned,
+			wantLog: `aiagent: invalid signature file: signature: not standard base64 with padding`,
+		},
+		{
+			name:  "oversized signature file",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": make([]byte, maxSignatureFileSize+1)},
+			env:   "./manifest.json", hcl: bothKeys,
+			want:    unsigned,
+			wantLog: `file too large: 4097 bytes, more than 4096`,
+		},
+		{
+			name:    "oversized manifest",
+			files:   map[string][]byte{"manifest.json": manifest},
+			env:     "./manifest.json",
+			hcl:     fmt.Sprintf("max_manifest_size = %d", len(manifest)-1),
+			wantLog: fmt.Sprintf(`file too large: %d bytes, more than %d`, len(manifest), len(manifest)-1),
+		},
+		{
+			name:    "executable over max_exe_size",
+			files:   map[string][]byte{"manifest.json": manifest},
+			env:     "./manifest.json",
+			hcl:     "max_exe_size = 1000",
+			want:    slices.Concat(goodSelectors, []string{"manifest"}),
+			wantLog: `Not hashing the process executable; no exe-sha256 selector`,
+		},
+		{
+			name:  "manifest exactly at the size cap",
+			files: map[string][]byte{"manifest.json": manifest},
+			env:   "./manifest.json",
+			hcl:   fmt.Sprintf("max_manifest_size = %d", len(manifest)),
+			want:  unsigned,
+		},
+		{
+			name: "missing manifest",
+			env:  "./manifest.json",
+		},
+		{
+			name:  "path through a regular file",
+			files: map[string][]byte{"manifest.json": manifest},
+			env:   "./manifest.json/manifest.json",
+		},
+		{
+			name:  "default path when the environment names none",
+			files: map[string][]byte{"agent.json": manifest},
+			hcl:   `default_manifest_path = "{dir}/agent.json"`,
+			want:  unsigned, digestOf: "agent.json",
+		},
+		{
+			name:  "default path when the environment variable is empty",
+			files: map[string][]byte{"agent.json": manifest},
+			env:   "=",
+			hcl:   `default_manifest_path = "{dir}/agent.json"`,
+			want:  unsigned, digestOf: "agent.json",
+		},
+		{
+			name:  "environment wins over the default path",
+			files: map[string][]byte{"agent.json": []byte("not json"), "manifest.json": manifest},
+			env:   "./manifest.json",
+			hcl:   `default_manifest_path = "{dir}/agent.json"`,
+			want:  unsigned,
+		},
+		{
+			name:  "no manifest at the default path",
+			files: map[string][]byte{"manifest.json": manifest},
+			hcl:   `default_manifest_path = "{dir}/agent.json"`,
+		},
+		{
+			name:    "malformed JSON",
+			files:   map[string][]byte{"manifest.json": []byte(`{"apiVersion": "agentid.dev/v1",`)},
+			env:     "./manifest.json",
+			wantLog: `aiagent: invalid manifest: not JSON: unexpected EOF`,
+		},
+		{
+			name:    "unknown apiVersion",
+			files:   map[string][]byte{"manifest.json": []byte(strings.Replace(goodManifest, "agentid.dev/v1", "agentid.dev/v2", 1))},
+			env:     "./manifest.json",
+			wantLog: `aiagent: unsupported apiVersion: \"agentid.dev/v2\" (want \"agentid.dev/v1\")`,
+		},
+		{
+			name:    "relative path in the environment",
+			files:   map[string][]byte{"manifest.json": manifest},
+			env:     "manifest.json",
+			wantLog: `AGENTID_MANIFEST \"manifest.json\" is not absolute`,
+		},
+		{
+			name:    "unclean path in the environment",
+			files:   map[string][]byte{"manifest.json": manifest},
+			env:     "./x/../manifest.json",
+			wantLog: `is not clean`,
+		},
+		{
+			name:    "FIFO at the manifest path does not block",
+			files:   map[string][]byte{"manifest.json": nil},
+			env:     "./manifest.json",
+			wantLog: `is not a regular file (p---------)`,
+		},
+		{
+			name:    "directory at the manifest path",
+			files:   map[string][]byte{"manifest.json/x": manifest},
+			env:     "./manifest.json",
+			wantLog: `is not a regular file (d---------)`,
+		},
+		{
+			name:    "kernel pseudo file system is refused",
+			env:     "/proc/self/environ",
+			wantLog: `proc/self/environ is on proc, not a real file system`,
+		},
+		{
+			name:     "relative symlink inside the root is followed",
+			files:    map[string][]byte{"..data/manifest.json": manifest},
+			symlinks: map[string]string{"manifest.json": "..data/manifest.json"},
+			env:      "./manifest.json",
+			want:     unsigned, digestOf: "..data/manifest.json",
+		},
+		{
+			name:     "absolute symlink is refused",
+			files:    map[string][]byte{"real.json": manifest},
+			symlinks: map[string]string{"manifest.json": "./real.json"},
+			env:      "./manifest.json",
+			wantLog:  `Ignoring unreadable agent manifest`,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runAttestCase(t, keys, tc)
+		})
+	}
+}
+
+func runAttestCase(t *testing.T, keys *testKeys, tc attestCase) {
+	dir := t.TempDir()
+	for name, data := range tc.files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if data == nil {
+			if err := syscall.Mkfifo(p, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		writeFile(t, filepath.Dir(p), filepath.Base(p), data)
+	}
+	for name, target := range tc.symlinks {
+		if rest, ok := strings.CutPrefix(target, "./"); ok {
+			target = filepath.Join(dir, rest)
+		}
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var env []string
+	switch {
+	case tc.env == "":
+	case tc.env == "=":
+		env = []string{ManifestEnv + "="}
+	case strings.HasPrefix(tc.env, "./"):
+		env = []string{ManifestEnv + "=" + dir + tc.env[1:]}
+	default:
+		env = []string{ManifestEnv + "=" + tc.env}
+	}
+	hcl := strings.NewReplacer("{dir}", dir, "{ed25519}", keys.ed25519File, "{p256}", keys.p256File).Replace(tc.hcl)
+
+	s := serve(t, nil)
+	s.configure(t, hcl)
+	c := startChild(t, env...)
+	got := s.attest(t, c.pid)
+
+	want := make([]string, len(tc.want))
+	for i, w := range tc.want {
+		switch w {
+		case "manifest":
+			name := tc.digestOf
+			if name == "" {
+				name = "manifest.json"
+			}
+			w = manifestSelector(tc.files[name])
+		case "exe":
+			w = exeSelector(t)
+		}
+		want[i] = w
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("selectors:\n got %q\nwant %q", got, want)
+	}
+	logs := s.log.String()
+	switch {
+	case tc.wantLog == "" && strings.Contains(logs, `"@level":"warn"`):
+		t.Errorf("unexpected warning in log:\n%s", logs)
+	case tc.wantLog != "" && !strings.Contains(logs, tc.wantLog):
+		t.Errorf("log does not contain %q:\n%s", tc.wantLog, logs)
+	}
+}
+
+// TestAttestProcessGoneMidAttestation ends the process between the two
+// start time reads: the plugin must answer no selectors, not an error and
+// not the selectors it read before.
+func TestAttestProcessGoneMidAttestation(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "manifest.json", []byte(goodManifest))
+	var c *child
+	var hookRan bool
+	s := serve(t, func(p *Plugin) {
+		p.hooks.beforeRecheck = func(pid int32) {
+			if pid == c.pid {
+				hookRan = true
+				c.stop(t)
+			}
+		}
+	})
+	s.configure(t, "")
+	c = startChild(t, ManifestEnv+"="+p)
+	got := s.attest(t, c.pid)
+	if !hookRan {
+		t.Fatal("hook did not run")
+	}
+	if len(got) != 0 {
+		t.Errorf("selectors = %q, want none", got)
+	}
+	if !strings.Contains(s.log.String(), "Process exited or was replaced during attestation") {
+		t.Errorf("log does not record the exit:\n%s", s.log.String())
+	}
+}
+
+// TestAttestSameProcessTwice checks that a second attestation (warm digest
+// cache) answers the same as the first.
+func TestAttestSameProcessTwice(t *testing.T) {
+	dir := t.TempDir()
+	p := writeFile(t, dir, "manifest.json", []byte(goodManifest))
+	s := serve(t, nil)
+	s.configure(t, "")
+	c := startChild(t, ManifestEnv+"="+p)
+	first := s.attest(t, c.pid)
+	second := s.attest(t, c.pid)
+	want := slices.Concat(goodSelectors, []string{manifestSelector([]byte(goodManifest)), exeSelector(t)})
+	if !slices.Equal(first, want) || !slices.Equal(second, want) {
+		t.Errorf("selectors:\n first %q\nsecond %q\n  want %q", first, second, want)
+	}
+}
+
+func TestAttestErrors(t *testing.T) {
+	t.Run("not configured", func(t *testing.T) {
+		s := serve(t, nil)
+		_, err := s.wa.Attest(context.Background(), &workloadattestorv1.AttestRequest{Pid: int32(os.Getpid())})
+		assertStatus(t, err, codes.FailedPrecondition, "aiagent: not configured")
+	})
+	for _, pid := range []int32{0, -1} {
+		t.Run(fmt.Sprintf("pid %d", pid), func(t *testing.T) {
+			s := serve(t, nil)
+			s.configure(t, "")
+			_, err := s.wa.Attest(context.Background(), &workloadattestorv1.AttestRequest{Pid: pid})
+			assertStatus(t, err, codes.InvalidArgument, fmt.Sprintf("aiagent: invalid pid %d", pid))
+		})
+	}
+	t.Run("no such process", func(t *testing.T) {
+		s := serve(t, nil)
+		s.configure(t, "")
+		c := startChild(t)
+		c.stop(t)
+		if got := s.attest(t, c.pid); len(got) != 0 {
+			t.Errorf("selectors = %q, want none", got)
+		}
+	})
+}
+
+func assertStatus(tb testing.TB, err error, code codes.Code, msg string) {
+	tb.Helper()
+	st := status.Convert(err)
+	if err == nil || st.Code() != code || st.Message() != msg {
+		tb.Errorf("error = %v, want %s %q", err, code, msg)
+	}
+}
