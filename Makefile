@@ -16,9 +16,11 @@ BENCHTIME ?= 1s
 
 .DEFAULT_GOAL := help
 
+include test/tools/tools.mk
+
 .PHONY: help
 help: ## show this help
-	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z][a-z0-9-]*:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 .PHONY: build
 build: ## build every binary into ./bin
@@ -26,8 +28,15 @@ build: ## build every binary into ./bin
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: test
-test: ## run all tests (the README's test command; CI runs it)
+test: unit e2e ## run every test: unit, then end to end on real SPIRE and Hydra (the README's test command; CI runs it)
+
+.PHONY: unit
+unit: ## run the unit and integration tests (no outside programs)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+.PHONY: e2e
+e2e: tools ## run the end-to-end suites on real SPIRE and Hydra (builds them first when missing)
+	$(GO) test -count=1 -tags e2e -timeout 30m ./test/...
 
 .PHONY: lint
 lint: ## go vet, gofmt and buf lint
