@@ -197,7 +197,7 @@ func NewChild(parent *Delegation, p ChildParams) (*Delegation, error) {
 		return nil, fmt.Errorf("%w: depth %d, at most %d", ErrDepthExceeded, parent.Depth()+1, parent.MaxDepth)
 	}
 	if slices.Contains(parent.Chain, p.Agent) {
-		return nil, fmt.Errorf("%w: agent %s is already in the chain", ErrInvalidDelegation, p.Agent)
+		return nil, fmt.Errorf("%w: %s", ErrAgentInChain, p.Agent)
 	}
 	id := p.ID
 	if id.IsZero() {

@@ -129,8 +129,8 @@ func TestNewChildInvariants(t *testing.T) {
 		{"parent expired", root, child(func(p *delegation.ChildParams) { p.CreatedAt = t0.Add(time.Hour) }),
 			delegation.ErrParentInactive, "delegation: parent is not active: parent " + root.ID.String() + " is expired"},
 		{"depth", d, child(func(p *delegation.ChildParams) { p.Agent = writer }), delegation.ErrDepthExceeded, "delegation: maximum depth exceeded: depth 3, at most 2"},
-		{"cycle", root, child(func(p *delegation.ChildParams) { p.Agent = orchestrator }), delegation.ErrInvalidDelegation,
-			"delegation: invalid delegation: agent spiffe://example.org/agent/orchestrator is already in the chain"},
+		{"cycle", root, child(func(p *delegation.ChildParams) { p.Agent = orchestrator }), delegation.ErrAgentInChain,
+			"delegation: agent already in the chain: spiffe://example.org/agent/orchestrator"},
 		{"empty scopes", root, child(func(p *delegation.ChildParams) { p.Scopes = delegation.ScopeSet{} }), delegation.ErrInvalidDelegation,
 			"delegation: invalid delegation: scopes are empty"},
 	}

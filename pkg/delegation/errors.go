@@ -23,6 +23,9 @@ var (
 	ErrExpiryExceedsParent = errors.New("delegation: expiry exceeds parent's")
 	// ErrDepthExceeded is returned when a child would be deeper than allowed.
 	ErrDepthExceeded = errors.New("delegation: maximum depth exceeded")
+	// ErrAgentInChain is returned when a sub-delegation would give authority
+	// back to an agent already in the chain (A → B → A).
+	ErrAgentInChain = errors.New("delegation: agent already in the chain")
 	// ErrParentInactive is returned when the parent is revoked or expired.
 	ErrParentInactive = errors.New("delegation: parent is not active")
 )

@@ -3,6 +3,7 @@ package delegation
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -33,6 +34,11 @@ func NewUser(issuer, subject, email string) (User, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
 		return User{}, fmt.Errorf("%w: issuer must be an absolute https URL", ErrInvalidUser)
+	}
+	// OpenID Connect Discovery §2: no query or fragment. It also keeps the
+	// "issuer#subject" form of String unambiguous.
+	if u.RawQuery != "" || u.Fragment != "" || strings.Contains(issuer, "#") || strings.Contains(issuer, "?") {
+		return User{}, fmt.Errorf("%w: issuer must not have a query or fragment", ErrInvalidUser)
 	}
 	if err := checkText("subject", subject, MaxSubjectLength, true); err != nil {
 		return User{}, err

@@ -117,6 +117,8 @@ func TestNewUserRejects(t *testing.T) {
 		{"idp.example.com", "a", "", "delegation: invalid user: issuer must be an absolute https URL"},
 		{"http://idp.example.com", "a", "", "delegation: invalid user: issuer must be an absolute https URL"},
 		{"https://idp.example.com", "", "", "delegation: invalid user: subject is empty"},
+		{"https://idp.example.com#x", "a", "", "delegation: invalid user: issuer must not have a query or fragment"},
+		{"https://idp.example.com?tenant=1", "a", "", "delegation: invalid user: issuer must not have a query or fragment"},
 		{"https://idp.example.com", strings.Repeat("s", 256), "", "delegation: invalid user: subject is 256 bytes, at most 255"},
 		{"https://idp.example.com", "a\nb", "", "delegation: invalid user: subject contains a control character"},
 		{"https://idp.example.com", "a", "\xff", "delegation: invalid user: email is not valid UTF-8"},

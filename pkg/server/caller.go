@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -51,7 +52,13 @@ func callerFrom(ctx context.Context) (Caller, error) {
 	}
 	// The chain was verified against the trust bundle during the handshake
 	// (session tickets are off, so on every connection).
-	id, err := x509svid.IDFromCert(info.State.PeerCertificates[0])
+	leaf := info.State.PeerCertificates[0]
+	// HTTP/2 connections live long; an SVID that expired since the
+	// handshake no longer identifies anyone.
+	if time.Now().After(leaf.NotAfter) {
+		return Caller{}, errors.New("peer certificate expired")
+	}
+	id, err := x509svid.IDFromCert(leaf)
 	if err != nil {
 		return Caller{}, fmt.Errorf("peer certificate has no SPIFFE ID: %w", err)
 	}

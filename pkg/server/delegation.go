@@ -122,14 +122,16 @@ func (d *delegationService) CreateDelegation(ctx context.Context, req *delegatio
 	if err != nil {
 		return nil, err
 	}
-	agent, ok := s.agentsByID[g.agent]
-	if !ok {
-		s.deny(ctx, rpc, c, "unknown_agent", "", audit.Event{Agent: g.agent.String()})
-		return nil, status.Error(codes.NotFound, "agent_id: not a declared agent")
-	}
+	// The user's token is checked before anything about the registry is
+	// revealed, so an unauthenticated caller cannot enumerate agents.
 	ident, err := s.authenticateUser(ctx, rpc, c, req.GetUserToken(), audit.Event{Agent: g.agent.String()})
 	if err != nil {
 		return nil, err
+	}
+	agent, ok := s.agentsByID[g.agent]
+	if !ok {
+		s.deny(ctx, rpc, c, "unknown_agent", "", audit.Event{Agent: g.agent.String(), User: ident.User.String()})
+		return nil, status.Error(codes.NotFound, "agent_id: not a declared agent")
 	}
 	userEv := audit.Event{Agent: g.agent.String(), User: ident.User.String()}
 	decision, err := s.policy.Decide(ctx, policy.Input{
@@ -180,10 +182,12 @@ func (d *delegationService) CreateDelegation(ctx context.Context, req *delegatio
 }
 
 func grantDetail(d *delegation.Delegation, rule string) map[string]string {
+	// Values are bounded by the audit format; the full record is in the
+	// store, the event keeps what a reader of the log needs.
 	detail := map[string]string{
-		"scopes":     d.Scopes.String(),
+		"scopes":     truncateUTF8(d.Scopes.String(), audit.MaxDetailValueLength),
 		"expires_at": d.ExpiresAt.UTC().Format(time.RFC3339),
-		"chain":      chainString(d),
+		"chain":      truncateUTF8(chainString(d), audit.MaxDetailValueLength),
 	}
 	if rule != "" {
 		detail["rule"] = rule
@@ -231,11 +235,10 @@ func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delega
 	}
 	ev.User = parent.User.String()
 	if !s.access.canSubDelegate(c, parent) {
+		s.deny(ctx, rpc, c, "not_parent_agent", "", ev)
 		if !s.access.canSee(c, parent) {
-			s.deny(ctx, rpc, c, "not_parent_agent", "", ev)
 			return nil, status.Error(codes.NotFound, "parent_id: no such delegation")
 		}
-		s.deny(ctx, rpc, c, "not_parent_agent", "", ev)
 		return nil, status.Error(codes.PermissionDenied, "only the parent delegation's agent may sub-delegate it")
 	}
 	child, ok := s.agentsByID[g.agent]
@@ -266,6 +269,8 @@ func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delega
 			code, reason = codes.PermissionDenied, "scope_widening"
 		case errors.Is(err, delegation.ErrParentInactive):
 			code, reason = codes.FailedPrecondition, "parent_inactive"
+		case errors.Is(err, delegation.ErrAgentInChain):
+			code, reason = codes.PermissionDenied, "agent_in_chain"
 		case errors.Is(err, delegation.ErrDepthExceeded):
 			code, reason = codes.FailedPrecondition, "depth_exceeded"
 		case errors.Is(err, delegation.ErrInvalidDelegation):
@@ -329,6 +334,15 @@ func (d *delegationService) ListDelegations(ctx context.Context, req *delegation
 		}
 		f.Agent = id.String()
 	}
+	// Callers who are not readers see only the delegations they hold: the
+	// filter goes into the query, so neither the results nor the paging
+	// reveal anything about others'.
+	if !s.access.isReader(c) {
+		if f.Agent != "" && f.Agent != c.ID.String() {
+			return &delegationv1.ListDelegationsResponse{}, nil
+		}
+		f.Agent = c.ID.String()
+	}
 	// EXPIRED and ACTIVE are told apart by the clock, not the store: both are
 	// stored as active, so the page is filtered after the read.
 	want := req.GetState()
@@ -354,9 +368,6 @@ func (d *delegationService) ListDelegations(ctx context.Context, req *delegation
 	now := s.clock()
 	resp := &delegationv1.ListDelegationsResponse{NextPageToken: next}
 	for _, dl := range list {
-		if !s.access.canSee(c, dl) {
-			continue
-		}
 		p := apiconv.DelegationToProto(dl, 0, now)
 		if want != delegationv1.State_STATE_UNSPECIFIED && p.State != want {
 			continue
@@ -396,8 +407,10 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 			return nil, err
 		}
 		if ident.User.Issuer() != dl.User.Issuer() || ident.User.Subject() != dl.User.Subject() {
+			// Another user's token: answer as for an unknown id, so a valid
+			// token cannot probe which ids exist.
 			s.deny(ctx, rpc, c, "not_the_user", "", ev)
-			return nil, status.Error(codes.PermissionDenied, "the token's user is not the delegation's user")
+			return nil, status.Error(codes.NotFound, "id: no such delegation")
 		}
 		if s.clock().Sub(ident.IssuedAt) > s.freshness {
 			s.deny(ctx, rpc, c, "user_token_not_fresh", "", ev)

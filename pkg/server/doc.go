@@ -17,7 +17,8 @@
 //     identified by the SPIFFE ID of its X509-SVID.
 //
 // Who may call what is written once, in access (authz.go), and in each RPC's
-// proto comment. Every refusal past the syntax checks is a denied audit event;
+// proto comment. Every refusal of a write or a watch past the syntax checks is
+// a denied audit event (rate limited per caller);
 // a user token is never logged, echoed or stored, and the caller gets one
 // fixed message for any bad token. When the store or the identity provider
 // cannot be reached the server answers UNAVAILABLE and issues nothing.

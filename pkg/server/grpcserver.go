@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 )
 
@@ -18,6 +19,14 @@ import (
 // (a user token, 64 scopes and a 2 KiB intent, or a batch of issuance
 // records) is far below it.
 const MaxRequestSize = 1 << 20
+
+// MaxConnectionAge bounds how long one connection (and the identity
+// established by its handshake) is used.
+const MaxConnectionAge = 30 * time.Minute
+
+// MaxConcurrentStreams bounds the streams (watches, exports) of one
+// connection.
+const MaxConcurrentStreams = 64
 
 // LocalServer returns a gRPC server for the unix socket: no TLS, the
 // caller's uid from the kernel, admin rights by the socket's file
@@ -40,6 +49,10 @@ func (s *Server) MTLSServer(svids x509svid.Source, bundles x509bundle.Source, td
 func (s *Server) grpcServer(creds credentials.TransportCredentials) *grpc.Server {
 	g := grpc.NewServer(
 		grpc.Creds(creds),
+		// Connections are re-established (and the peer re-verified) at least
+		// this often; the caller's certificate is also checked per request.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: MaxConnectionAge, MaxConnectionAgeGrace: 10 * time.Second}),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(MaxRequestSize),
 		grpc.ChainUnaryInterceptor(s.observeUnary),
 		grpc.ChainStreamInterceptor(s.observeStream),

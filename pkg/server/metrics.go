@@ -8,14 +8,15 @@ import (
 // (RPC names, reason codes), never ids, users or tokens, so cardinality stays
 // bounded.
 type metrics struct {
-	created     *prometheus.CounterVec
-	revoked     prometheus.Counter
-	denied      *prometheus.CounterVec
-	watchers    prometheus.Gauge
-	issuances   prometheus.Counter
-	storeErrors prometheus.Counter
-	requests    *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
+	created          *prometheus.CounterVec
+	revoked          prometheus.Counter
+	denied           *prometheus.CounterVec
+	deniedSuppressed prometheus.Counter
+	watchers         prometheus.Gauge
+	issuances        prometheus.Counter
+	storeErrors      prometheus.Counter
+	requests         *prometheus.CounterVec
+	latency          *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,6 +30,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentid_requests_denied_total", Help: "Requests refused, by RPC and reason code.",
 		}, []string{"rpc", "reason"}),
+		deniedSuppressed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentid_denied_audit_events_suppressed_total", Help: "Denied audit events not written because the caller exceeded its rate (counted in its next event).",
+		}),
 		watchers: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agentid_watch_streams", Help: "Open WatchDelegations streams.",
 		}),
@@ -47,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.created, m.revoked, m.denied, m.watchers, m.issuances, m.storeErrors, m.requests, m.latency} {
+		for _, c := range []prometheus.Collector{m.created, m.revoked, m.denied, m.deniedSuppressed, m.watchers, m.issuances, m.storeErrors, m.requests, m.latency} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -90,6 +91,7 @@ type Server struct {
 	freshness   time.Duration
 	closing     chan struct{}
 	closeOnce   sync.Once
+	denials     denyLimiter
 }
 
 // New checks the Config and returns a Server.
@@ -152,19 +154,32 @@ func (s *Server) Close() {
 
 // deny records a refusal as a denied audit event, counts it, and logs it.
 // reason is a short fixed code (a metric label); detail may say more. Never
-// pass a user token in either.
+// pass a user token in either. Events are rate limited per caller (see
+// denyLimiter).
 func (s *Server) deny(ctx context.Context, rpc string, c Caller, reason, detail string, ev audit.Event) {
 	s.metrics.denied.WithLabelValues(rpc, reason).Inc()
 	s.log.WithFields(logrus.Fields{"rpc": rpc, "caller": c.String(), "reason": reason, "detail": detail,
 		"delegation_id": ev.DelegationID, "agent_id": ev.Agent}).Info("Request denied")
 	ev.Time = s.clock()
+	ok, suppressed := s.denials.allow(c.String(), ev.Time)
+	if !ok {
+		s.metrics.deniedSuppressed.Inc()
+		return
+	}
 	ev.Type = audit.TypeDenied
 	ev.Actor = c.String()
 	ev.Detail = map[string]string{"rpc": rpc, "reason": reason}
 	if detail != "" {
 		ev.Detail["detail"] = truncateUTF8(detail, audit.MaxDetailValueLength)
 	}
-	if err := s.store.AppendEvents(ctx, ev); err != nil {
+	if suppressed > 0 {
+		ev.Detail["suppressed"] = strconv.Itoa(suppressed)
+	}
+	// The caller must not be able to erase its own denial by cancelling the
+	// request, so the write outlives the request's context.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), denyEventWriteTimeout)
+	defer cancel()
+	if err := s.store.AppendEvents(wctx, ev); err != nil {
 		s.log.WithError(err).Error("Failed to record denied audit event")
 	}
 }

@@ -339,7 +339,7 @@ func TestBadInput(t *testing.T) {
 		{"revoke with another user's token", func(ctx context.Context) error {
 			_, err := strange.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id, UserToken: bob})
 			return err
-		}, codes.PermissionDenied, "the token's user is not the delegation's user", true},
+		}, codes.NotFound, "id: no such delegation", true},
 		{"revoke with a stale user token", func(ctx context.Context) error {
 			_, err := strange.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id,
 				UserToken: e.IDP.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt = e.Clock.T.Add(-10 * time.Minute) }))})

@@ -33,7 +33,7 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 	}
 	if !s.access.canWatch(c, req.GetRevokedOnly()) {
 		s.deny(ctx, "WatchDelegations", c, "not_allowed", "", audit.Event{})
-		if s.access.verifiers[c.ID] {
+		if s.access.canWatch(c, true) {
 			return status.Error(codes.PermissionDenied, "verifiers may only watch with revoked_only")
 		}
 		return status.Error(codes.PermissionDenied, "caller may not watch delegations")
@@ -44,9 +44,12 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 	s.metrics.watchers.Inc()
 	defer s.metrics.watchers.Dec()
 
-	lastSend := time.Now()
+	// The heartbeat timer restarts on every message, so a quiet stream gets
+	// a progress message exactly one heartbeat after the last thing sent.
+	heartbeat := time.NewTimer(s.heartbeat)
+	defer heartbeat.Stop()
 	send := func(m *delegationv1.WatchDelegationsResponse) error {
-		lastSend = time.Now()
+		heartbeat.Reset(s.heartbeat)
 		return stream.Send(m)
 	}
 
@@ -83,8 +86,6 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 		since = rev
 	}
 
-	heartbeat := time.NewTicker(s.heartbeat / 2)
-	defer heartbeat.Stop()
 	progress := func() error {
 		return send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Progress{
 			Progress: &delegationv1.WatchProgress{Revision: uint64(since), Time: timestamppb.New(s.clock())}}})
@@ -129,10 +130,8 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 			return status.Error(codes.Unavailable, "server shutting down")
 		case <-notify:
 		case <-heartbeat.C:
-			if time.Since(lastSend) >= s.heartbeat {
-				if err := progress(); err != nil {
-					return err
-				}
+			if err := progress(); err != nil {
+				return err
 			}
 		}
 	}
