@@ -1,0 +1,26 @@
+// Package grpcmw is a pair of gRPC server interceptors that authenticate
+// agent calls with pkg/verify: the agent's X509-SVID on the mTLS connection
+// and the delegated JWT-SVID in the "authorization: Bearer <token>"
+// metadata, which must belong together.
+//
+// Serve with credentials.NewTLS(verify.ServerTLSConfig(...)), which checks
+// the client's X509-SVID on every connection, resumed ones included
+// (go-spiffe's grpccredentials also works, but checks only full handshakes):
+//
+//	ic, err := grpcmw.New(grpcmw.Config{
+//		Verifier: v,
+//		Require:  []verify.Requirement{verify.RequireAgentPrefix(agents)},
+//		MethodRequire: map[string][]verify.Requirement{
+//			"/crm.v1.Campaigns/List": {verify.RequireScopes("campaigns:read")},
+//		},
+//	})
+//	srv := grpc.NewServer(
+//		grpc.Creds(credentials.NewTLS(verify.ServerTLSConfig(svids, bundles, tlsconfig.AuthorizeMemberOf(td)))),
+//		grpc.UnaryInterceptor(ic.Unary()), grpc.StreamInterceptor(ic.Stream()),
+//	)
+//
+// Handlers read the caller with PrincipalFrom(ctx). Refusals are
+// Unauthenticated (missing, invalid or revoked token, token not the peer's),
+// PermissionDenied (a requirement failed) or Unavailable (revocation status
+// unknown: the verifier fails closed), with the reason as the message.
+package grpcmw
