@@ -122,6 +122,9 @@ func DelegationFromProto(p *delegationv1.Delegation) (*delegation.Delegation, er
 			return fail("created_by", err)
 		}
 	}
+	if !p.GetCreatedAt().IsValid() || !p.GetExpiresAt().IsValid() {
+		return fail("created_at, expires_at", fmt.Errorf("are required"))
+	}
 	d.CreatedAt = p.GetCreatedAt().AsTime()
 	d.ExpiresAt = p.GetExpiresAt().AsTime()
 	switch p.GetState() {
@@ -129,6 +132,9 @@ func DelegationFromProto(p *delegationv1.Delegation) (*delegation.Delegation, er
 		d.State = delegation.StateActive
 	case delegationv1.State_STATE_REVOKED:
 		d.State = delegation.StateRevoked
+		if !p.GetRevokedAt().IsValid() {
+			return fail("revoked_at", fmt.Errorf("is required for a revoked delegation"))
+		}
 		d.RevokedAt = p.GetRevokedAt().AsTime()
 		d.RevokeReason = p.GetRevokeReason()
 	default:
@@ -136,6 +142,9 @@ func DelegationFromProto(p *delegationv1.Delegation) (*delegation.Delegation, er
 	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("apiconv: %w", err)
+	}
+	if int(p.GetDepth()) != len(d.Chain) {
+		return fail("depth", fmt.Errorf("%d does not match a chain of %d", p.GetDepth(), len(d.Chain)))
 	}
 	return &d, nil
 }

@@ -230,14 +230,23 @@ func (c *Claims) decodeDelegation(raw any) error {
 		return malformed(Delegation+"."+DelegationChain, fmt.Sprintf("%d entries, want 1..%d", len(list), MaxChainLength))
 	}
 	c.Chain = make([]spiffeid.ID, len(list))
+	seen := make(map[spiffeid.ID]bool, len(list))
 	for i, raw := range list {
 		s, ok := raw.(string)
-		if !ok {
-			return malformed(fmt.Sprintf("%s.%s[%d]", Delegation, DelegationChain, i), "not a string")
+		if !ok || len(s) > maxClaimTextLength {
+			return malformed(fmt.Sprintf("%s.%s[%d]", Delegation, DelegationChain, i), "not a string of at most 2048 bytes")
 		}
 		if c.Chain[i], err = spiffeid.FromString(s); err != nil {
 			return malformed(fmt.Sprintf("%s.%s[%d]", Delegation, DelegationChain, i), err.Error())
 		}
+		if seen[c.Chain[i]] {
+			return malformed(fmt.Sprintf("%s.%s[%d]", Delegation, DelegationChain, i), "agent appears twice")
+		}
+		seen[c.Chain[i]] = true
+	}
+	// A root delegation (one agent) is its own root, and only a root is.
+	if (len(c.Chain) == 1) != (c.ID == c.Root) {
+		return malformed(Delegation+"."+DelegationRoot, "must equal id exactly when the chain has one agent")
 	}
 	exp, err := text(m, Delegation, DelegationExpires)
 	if err != nil {

@@ -104,10 +104,13 @@ func (c *command) auditExport(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	if err := audit.WriteJSONL(w, events); err != nil {
-		return err
+	// Flush what was received even on error: its last sequence is where a
+	// retry resumes (-after).
+	err = audit.WriteJSONL(w, events)
+	if ferr := w.Flush(); err == nil {
+		err = ferr
 	}
-	return w.Flush()
+	return err
 }
 
 // auditVerify checks an export offline: no server is contacted.
@@ -153,6 +156,9 @@ func (c *command) tokenInspect(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if *file == "" {
+		*file = "-"
+	}
 	raw, err := c.readToken(*file, true)
 	if err != nil {
 		return err
@@ -184,7 +190,7 @@ func (c *command) tokenInspect(args []string) error {
 		return fmt.Errorf("token inspect: %w", err)
 	}
 	if c.g.output == "json" {
-		out := map[string]any{"agent": sub.String(), "expires_at": fmtTime(exp), "audience": all["aud"], "signature_checked": false}
+		out := map[string]any{"agent": sub.String(), "expires_at": fmtTime(exp), "audience": printable(all["aud"]), "signature_checked": false}
 		if !noDelegation {
 			for k, v := range cl.Map() {
 				out[k] = v
@@ -196,7 +202,7 @@ func (c *command) tokenInspect(args []string) error {
 	}
 	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "agent\t%s\n", sub)
-	fmt.Fprintf(tw, "audience\t%v\n", all["aud"])
+	fmt.Fprintf(tw, "audience\t%s\n", printable(all["aud"]))
 	fmt.Fprintf(tw, "token expires\t%s\n", fmtTime(exp))
 	if noDelegation {
 		fmt.Fprintf(tw, "delegation\tnone (a plain JWT-SVID)\n")
@@ -216,4 +222,21 @@ func (c *command) tokenInspect(args []string) error {
 	}
 	fmt.Fprintf(tw, "signature\tNOT CHECKED (inspect only)\n")
 	return tw.Flush()
+}
+
+// printable renders an untrusted claim value for a terminal: quoted, so
+// control characters and escape sequences cannot reach it.
+func printable(v any) string {
+	switch t := v.(type) {
+	case string:
+		return fmt.Sprintf("%q", t)
+	case []any:
+		parts := make([]string, len(t))
+		for i, e := range t {
+			parts[i] = printable(e)
+		}
+		return "[" + strings.Join(parts, " ") + "]"
+	default:
+		return fmt.Sprintf("%q", fmt.Sprint(t))
+	}
 }

@@ -142,7 +142,7 @@ func TestTokenInspect(t *testing.T) {
 	token := "eyJhbGciOiJFUzI1NiJ9." + base64.RawURLEncoding.EncodeToString(b) + ".c2ln"
 	r := run(t, nil, token, "token", "inspect")
 	want := "agent               spiffe://example.org/agent/orchestrator\n" +
-		"audience            [spiffe://example.org/svc/crm]\n" +
+		"audience            [\"spiffe://example.org/svc/crm\"]\n" +
 		"token expires       2025-12-31T23:55:00Z\n" +
 		"user                alice (https://idp.example.com)\n" +
 		"email               alice@example.com\n" +

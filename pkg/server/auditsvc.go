@@ -21,6 +21,12 @@ import (
 // MaxIssuanceBatch bounds one RecordTokenIssuance call.
 const MaxIssuanceBatch = 1000
 
+// Bounds of one issuance record's audiences.
+const (
+	maxIssuanceAudiences      = 32
+	maxIssuanceAudienceLength = 2048
+)
+
 type auditService struct {
 	auditv1.UnimplementedAuditServiceServer
 	s *Server
@@ -116,25 +122,45 @@ func (a *auditService) RecordTokenIssuance(ctx context.Context, req *auditv1.Rec
 	events := make([]audit.Event, 0, len(recs))
 	for i, r := range recs {
 		field := func(name string) string { return "issuances[" + strconv.Itoa(i) + "]." + name }
-		if _, err := delegation.ParseID(r.GetDelegationId()); err != nil {
+		id, err := delegation.ParseID(r.GetDelegationId())
+		if err != nil {
 			return nil, invalid(field("delegation_id"), err)
 		}
-		if _, err := spiffeid.FromString(r.GetAgentId()); err != nil {
+		agent, err := spiffeid.FromString(r.GetAgentId())
+		if err != nil {
 			return nil, invalid(field("agent_id"), err)
 		}
-		if r.GetIssuedAt() == nil || r.GetExpiresAt() == nil || r.GetIssuedAt().CheckValid() != nil || r.GetExpiresAt().CheckValid() != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "%s, %s: are required", field("issued_at"), field("expires_at"))
+		if n := len(r.GetAudiences()); n == 0 || n > maxIssuanceAudiences {
+			return nil, status.Errorf(codes.InvalidArgument, "%s: 1..%d audiences", field("audiences"), maxIssuanceAudiences)
 		}
+		for _, aud := range r.GetAudiences() {
+			if aud == "" || len(aud) > maxIssuanceAudienceLength {
+				return nil, status.Errorf(codes.InvalidArgument, "%s: each 1..%d bytes", field("audiences"), maxIssuanceAudienceLength)
+			}
+		}
+		for _, ts := range []struct {
+			name string
+			ok   bool
+		}{{"issued_at", r.GetIssuedAt().IsValid()}, {"expires_at", r.GetExpiresAt().IsValid()}} {
+			if !ts.ok {
+				return nil, status.Errorf(codes.InvalidArgument, "%s: is required", field(ts.name))
+			}
+		}
+		// The actor of an issuance is the agent that received the token; the
+		// user comes from the delegation, so the log answers "for whom".
 		ev := audit.Event{
-			Time: r.GetIssuedAt().AsTime(), Type: audit.TypeTokenIssued, Actor: c.String(),
-			DelegationID: r.GetDelegationId(), Agent: r.GetAgentId(),
+			Time: r.GetIssuedAt().AsTime(), Type: audit.TypeTokenIssued, Actor: agent.String(),
+			DelegationID: id.String(), Agent: agent.String(),
 			Detail: map[string]string{
-				"audience":   strings.Join(r.GetAudiences(), " "),
-				"expires_at": r.GetExpiresAt().AsTime().UTC().Format(time.RFC3339),
+				"audience":    truncateUTF8(strings.Join(r.GetAudiences(), " "), audit.MaxDetailValueLength),
+				"expires_at":  r.GetExpiresAt().AsTime().UTC().Format(time.RFC3339),
+				"recorded_by": c.String(),
 			},
 		}
-		if err := ev.Validate(); err != nil {
-			return nil, invalid(field("audiences"), err)
+		if d, err := a.s.store.GetDelegation(ctx, id); err == nil {
+			ev.User = d.User.String()
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, a.s.storeError("read delegation", err)
 		}
 		events = append(events, ev)
 	}

@@ -54,7 +54,7 @@ func TestDelegateSubDelegateRevoke(t *testing.T) {
 	if got := strings.Join(root.Scopes, " "); got != "campaigns:read compliance:check" {
 		t.Fatalf("granted scopes %q", got)
 	}
-	if !root.ExpiresAt.AsTime().Equal(e.Clock.T.Add(time.Hour).Truncate(time.Nanosecond)) || root.MaxDepth != 2 || root.Depth != 1 ||
+	if !root.ExpiresAt.AsTime().Equal(e.Clock.Now().Add(time.Hour).Truncate(time.Nanosecond)) || root.MaxDepth != 2 || root.Depth != 1 ||
 		root.CreatedBy != frontend.String() || root.Principal.Subject != "alice" || root.Principal.Email != "alice@example.com" ||
 		root.State != delegationv1.State_STATE_ACTIVE || root.RootId != root.Id || root.Revision != 1 {
 		t.Fatalf("root delegation: %v", root)
@@ -145,11 +145,11 @@ func TestBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	expiring := create(t, front, tok, orchestrator.String(), time.Minute, "campaigns:read")
-	e.Clock.T = e.Clock.T.Add(2 * time.Minute)
+	e.Clock.Add(2 * time.Minute)
 	tok = e.AliceToken(t) // fresh at the new time
-	bob := e.IDP.Token(t, oidctest.Claims{Subject: "bob", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.Clock.T})
+	bob := e.IDP.Token(t, oidctest.Claims{Subject: "bob", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.Clock.Now()})
 	claims := func(mut func(*oidctest.Claims)) oidctest.Claims {
-		c := oidctest.Claims{Subject: "alice", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.Clock.T, Expiry: e.Clock.T.Add(time.Hour)}
+		c := oidctest.Claims{Subject: "alice", Audience: audience, Groups: []string{"marketing"}, IssuedAt: e.Clock.Now(), Expiry: e.Clock.Now().Add(time.Hour)}
 		if mut != nil {
 			mut(&c)
 		}
@@ -239,7 +239,7 @@ func TestBadInput(t *testing.T) {
 		{"expired token", func(ctx context.Context) error {
 			_, err := front.Delegations.CreateDelegation(ctx, createReq(func(r *delegationv1.CreateDelegationRequest) {
 				r.UserToken = e.IDP.Token(t, claims(func(c *oidctest.Claims) {
-					c.IssuedAt, c.Expiry = e.Clock.T.Add(-2*time.Hour), e.Clock.T.Add(-time.Hour)
+					c.IssuedAt, c.Expiry = e.Clock.Now().Add(-2*time.Hour), e.Clock.Now().Add(-time.Hour)
 				}))
 			}))
 			return err
@@ -342,7 +342,7 @@ func TestBadInput(t *testing.T) {
 		}, codes.NotFound, "id: no such delegation", true},
 		{"revoke with a stale user token", func(ctx context.Context) error {
 			_, err := strange.Delegations.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: wide.Id,
-				UserToken: e.IDP.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt = e.Clock.T.Add(-10 * time.Minute) }))})
+				UserToken: e.IDP.Token(t, claims(func(c *oidctest.Claims) { c.IssuedAt = e.Clock.Now().Add(-10 * time.Minute) }))})
 			return err
 		}, codes.Unauthenticated, badToken, true},
 		{"revoke reason too long", func(ctx context.Context) error {

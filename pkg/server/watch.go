@@ -39,6 +39,10 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 		return status.Error(codes.PermissionDenied, "caller may not watch delegations")
 	}
 	revokedOnly := req.GetRevokedOnly()
+	render := func(d *delegationv1.Delegation) *delegationv1.Delegation { return d }
+	if revokedOnly {
+		render = denyListEntry
+	}
 	notify, stop := s.store.Notify()
 	defer stop()
 	s.metrics.watchers.Inc()
@@ -66,7 +70,7 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 			if !now.Before(dl.ExpiresAt) {
 				continue
 			}
-			chunk.Delegations = append(chunk.Delegations, apiconv.DelegationToProto(dl, 0, now))
+			chunk.Delegations = append(chunk.Delegations, render(apiconv.DelegationToProto(dl, 0, now)))
 			if len(chunk.Delegations) == snapshotChunk {
 				if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Snapshot{Snapshot: chunk}}); err != nil {
 					return err
@@ -110,7 +114,7 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 				typ = delegationv1.ChangeType_CHANGE_TYPE_REVOKED
 			}
 			if err := send(&delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Change{
-				Change: &delegationv1.DelegationChange{Revision: uint64(ch.Revision), Type: typ, Delegation: apiconv.DelegationToProto(ch.Delegation, uint64(ch.Revision), now)}}}); err != nil {
+				Change: &delegationv1.DelegationChange{Revision: uint64(ch.Revision), Type: typ, Delegation: render(apiconv.DelegationToProto(ch.Delegation, uint64(ch.Revision), now))}}}); err != nil {
 				return err
 			}
 		}
@@ -162,5 +166,15 @@ func (s *Server) snapshot(ctx context.Context, revokedOnly bool) ([]*delegation.
 			return out, rev, nil
 		}
 		page.Token = next
+	}
+}
+
+// denyListEntry keeps what a verifier needs to reject tokens: which
+// delegation, until when. Verifiers are services, not readers of users'
+// grants, so the principal, scopes, chain and intent stay out.
+func denyListEntry(d *delegationv1.Delegation) *delegationv1.Delegation {
+	return &delegationv1.Delegation{
+		Id: d.Id, RootId: d.RootId, AgentId: d.AgentId, State: d.State,
+		ExpiresAt: d.ExpiresAt, RevokedAt: d.RevokedAt, Revision: d.Revision,
 	}
 }

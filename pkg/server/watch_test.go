@@ -83,8 +83,12 @@ func TestWatchDelegations(t *testing.T) {
 		t.Fatalf("revoked-only snapshot: %v", chunk)
 	}
 	for _, d := range chunk.Delegations {
-		if d.State != delegationv1.State_STATE_REVOKED {
-			t.Fatalf("revoked-only snapshot holds %s", d.State)
+		if d.State != delegationv1.State_STATE_REVOKED || d.Id == "" || d.ExpiresAt == nil || d.RevokedAt == nil {
+			t.Fatalf("revoked-only snapshot entry %v", d)
+		}
+		// The deny list carries no personal data.
+		if d.Principal != nil || d.Scopes != nil || d.Chain != nil || d.Intent != "" {
+			t.Fatalf("revoked-only snapshot leaks grant details: %v", d)
 		}
 	}
 	if end := recv(t, deny).GetSnapshotEnd(); end == nil || end.Revision != 5 {

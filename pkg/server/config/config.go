@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/policy"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
 )
@@ -109,7 +110,7 @@ type Issuer struct {
 
 // CallerLocal in a rule's callers admits the local admin socket (the CLI on
 // the host); the user's token and the rule still apply there.
-const CallerLocal = "local"
+const CallerLocal = policy.CallerLocal
 
 // Rule is one policy rule (DESIGN §7).
 type Rule struct {

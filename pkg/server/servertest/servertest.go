@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,11 +61,29 @@ type Env struct {
 	MTLSAddr  string
 }
 
-// Clock is the fixture's settable clock.
-type Clock struct{ T time.Time }
+// Clock is the fixture's settable clock, safe to read from server
+// goroutines while a test sets it.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+// Add moves the clock forward by d.
+func (c *Clock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // Now returns the clock's time.
-func (c *Clock) Now() time.Time { return c.T }
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
 
 // Agents are the declared agents of the fixture.
 func Agents() []config.AgentSpec {
@@ -89,7 +108,7 @@ func StartWithLog(tb testing.TB, logOut io.Writer) *Env {
 	log := logrus.New()
 	log.Out = logOut
 	log.Formatter = &logrus.JSONFormatter{}
-	e := &Env{IDP: oidctest.New(tb), CA: testca.New(tb, TD), Clock: &Clock{T: time.Now()}}
+	e := &Env{IDP: oidctest.New(tb), CA: testca.New(tb, TD), Clock: &Clock{t: time.Now()}}
 	st, err := boltstore.Open(filepath.Join(tb.TempDir(), "agentid.db"), boltstore.Options{})
 	if err != nil {
 		tb.Fatal(err)
@@ -187,7 +206,7 @@ func (e *Env) As(tb testing.TB, id spiffeid.ID) Clients {
 // AliceToken is a fresh ID token of alice (group marketing) at the fixture's clock.
 func (e *Env) AliceToken(tb testing.TB) string {
 	return e.IDP.Token(tb, oidctest.Claims{Subject: "alice", Audience: Audience, Email: "alice@example.com",
-		EmailVerified: true, Groups: []string{"marketing"}, IssuedAt: e.Clock.T, Expiry: e.Clock.T.Add(time.Hour)})
+		EmailVerified: true, Groups: []string{"marketing"}, IssuedAt: e.Clock.Now(), Expiry: e.Clock.Now().Add(time.Hour)})
 }
 
 // Ctx is a context that ends with the test (or after 10 s).

@@ -129,8 +129,9 @@ type Event struct {
 	Type EventType `protobuf:"varint,3,opt,name=type,proto3,enum=agentid.audit.v1.EventType" json:"type,omitempty"`
 	// actor is who did it: the SPIFFE ID of an mTLS caller (or, for a token
 	// issuance, of the agent that fetched the token); "user:<issuer>#<subject>"
-	// for a user acting with their own token; "local" for an admin on the
-	// local socket.
+	// for a user acting with their own token; "local:uid:<uid>" for a caller
+	// on the local socket; "agentid-server" for the server's own agent sync
+	// events.
 	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	// delegation_id is the delegation concerned, if any.
 	DelegationId string `protobuf:"bytes,5,opt,name=delegation_id,json=delegationId,proto3" json:"delegation_id,omitempty"`

@@ -9,7 +9,8 @@
 //     bundle;
 //   - a local unix socket for the SPIRE composer plugin, the CLI on the host
 //     and admins, guarded by filesystem permissions. A caller there has no
-//     SPIFFE ID: created_by is empty and the audit actor is "local".
+//     SPIFFE ID: created_by is empty and the audit actor is
+//     "local:uid:<uid>" of the peer process.
 //
 // Roles named in the RPC comments, from the server's configuration:
 //   - admins: every caller on the local socket, and the mTLS peers listed in
@@ -300,7 +301,10 @@ type Delegation struct {
 	// revision is the store revision at which this delegation last changed
 	// (created, then possibly revoked). Revisions are strictly increasing and
 	// unique per change across the whole store, including the delegations of
-	// one cascading revocation; WatchDelegations resumes from them.
+	// one cascading revocation; WatchDelegations resumes from them. Set in
+	// the responses of CreateDelegation and CreateSubDelegation and in watch
+	// changes; 0 in GetDelegation, ListDelegations, RevokeDelegation and
+	// snapshot entries, which do not carry it.
 	Revision      uint64 `protobuf:"varint,17,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1110,7 +1114,9 @@ type WatchDelegationsRequest struct {
 	// revoked_only restricts the snapshot to revoked delegations whose
 	// expires_at is still ahead and the changes to CHANGE_TYPE_REVOKED: the
 	// deny list a verifier needs, without the users' active grants. Required
-	// to be true for verifier callers.
+	// to be true for verifier callers. Its delegations carry only id, root_id,
+	// agent_id, state, expires_at, revoked_at and revision: no principal,
+	// scopes, chain or intent.
 	RevokedOnly   bool `protobuf:"varint,2,opt,name=revoked_only,json=revokedOnly,proto3" json:"revoked_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -9,7 +9,8 @@
 //     bundle;
 //   - a local unix socket for the SPIRE composer plugin, the CLI on the host
 //     and admins, guarded by filesystem permissions. A caller there has no
-//     SPIFFE ID: created_by is empty and the audit actor is "local".
+//     SPIFFE ID: created_by is empty and the audit actor is
+//     "local:uid:<uid>" of the peer process.
 //
 // Roles named in the RPC comments, from the server's configuration:
 //   - admins: every caller on the local socket, and the mTLS peers listed in
@@ -81,8 +82,10 @@ type DelegationServiceClient interface {
 	//     policy rule that matches the request (e.g. the chat front end the user
 	//     logged into), or the agent itself (peer == agent_id) asking for its
 	//     own delegation;
-	//   - admins (e.g. the CLI on the host, over the local socket). The user
-	//     token and the policy still apply; being an admin bypasses neither.
+	//   - the local socket (e.g. the CLI on the host) when the matching rule
+	//     lists "local" among its callers. The user token and the policy still
+	//     apply; the socket bypasses neither. mTLS admins are callers like any
+	//     other here: a rule must name them.
 	//
 	// Granted scopes are the intersection of the requested scopes, the rule's
 	// scopes and the agent's scope ceiling; granted expiry is
@@ -119,12 +122,15 @@ type DelegationServiceClient interface {
 	// also returned to a caller that may not see it, so ids cannot be probed).
 	GetDelegation(ctx context.Context, in *GetDelegationRequest, opts ...grpc.CallOption) (*GetDelegationResponse, error)
 	// ListDelegations pages through delegations matching all given filters,
-	// ordered by id.
+	// in the store's order (creation order for the bbolt store; ids are random
+	// and do not sort by time).
 	//
 	// Callers: admins and audit readers see every delegation; any other mTLS
-	// peer may call it too but sees only the delegations whose agent_id or
-	// created_by is its own SPIFFE ID (the results are filtered, not refused),
-	// so an agent or its sidecar can list its own.
+	// peer may call it too but sees only the delegations it holds (agent_id is
+	// its own SPIFFE ID): the restriction is part of the query, not a filter of
+	// the results, so neither results nor paging reveal others'. An agent or
+	// its sidecar lists its own; a front end reads what it created with
+	// GetDelegation.
 	//
 	// Errors: INVALID_ARGUMENT (malformed filter, page_token from another
 	// query).
@@ -287,8 +293,10 @@ type DelegationServiceServer interface {
 	//     policy rule that matches the request (e.g. the chat front end the user
 	//     logged into), or the agent itself (peer == agent_id) asking for its
 	//     own delegation;
-	//   - admins (e.g. the CLI on the host, over the local socket). The user
-	//     token and the policy still apply; being an admin bypasses neither.
+	//   - the local socket (e.g. the CLI on the host) when the matching rule
+	//     lists "local" among its callers. The user token and the policy still
+	//     apply; the socket bypasses neither. mTLS admins are callers like any
+	//     other here: a rule must name them.
 	//
 	// Granted scopes are the intersection of the requested scopes, the rule's
 	// scopes and the agent's scope ceiling; granted expiry is
@@ -325,12 +333,15 @@ type DelegationServiceServer interface {
 	// also returned to a caller that may not see it, so ids cannot be probed).
 	GetDelegation(context.Context, *GetDelegationRequest) (*GetDelegationResponse, error)
 	// ListDelegations pages through delegations matching all given filters,
-	// ordered by id.
+	// in the store's order (creation order for the bbolt store; ids are random
+	// and do not sort by time).
 	//
 	// Callers: admins and audit readers see every delegation; any other mTLS
-	// peer may call it too but sees only the delegations whose agent_id or
-	// created_by is its own SPIFFE ID (the results are filtered, not refused),
-	// so an agent or its sidecar can list its own.
+	// peer may call it too but sees only the delegations it holds (agent_id is
+	// its own SPIFFE ID): the restriction is part of the query, not a filter of
+	// the results, so neither results nor paging reveal others'. An agent or
+	// its sidecar lists its own; a front end reads what it created with
+	// GetDelegation.
 	//
 	// Errors: INVALID_ARGUMENT (malformed filter, page_token from another
 	// query).
