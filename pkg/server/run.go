@@ -65,6 +65,15 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 	if err != nil {
 		return err
 	}
+	// Warm the issuers' keys in the background: an IdP that is still coming
+	// up (pods are not ordered) only fails requests until it answers.
+	go func() {
+		pctx, pcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer pcancel()
+		if err := users.Prefetch(pctx); err != nil {
+			log.WithError(err).Warn("Identity provider not reachable yet; user tokens fail until it is")
+		}
+	}()
 	rules := make([]policy.Rule, len(cfg.Rules))
 	for i, r := range cfg.Rules {
 		rules[i] = policy.Rule{Name: r.Name, When: r.When, Scopes: r.Scopes, MaxTTL: r.MaxTTL, MaxDepth: r.MaxDepth, Callers: r.Callers}

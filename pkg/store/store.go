@@ -51,8 +51,10 @@ func (f Filter) Validate() error {
 	switch f.State {
 	case delegation.StateUnspecified, delegation.StateActive, delegation.StateRevoked:
 		return nil
+	case delegation.StateExpired:
+		return fmt.Errorf("%w: filter state expired is never stored", ErrInvalidArgument)
 	default:
-		return fmt.Errorf("%w: filter state %s is never stored", ErrInvalidArgument, f.State)
+		return fmt.Errorf("%w: filter state %d is unknown", ErrInvalidArgument, int(f.State))
 	}
 }
 
@@ -86,18 +88,34 @@ func (p Page) Limit() (int, error) {
 // Revocation describes a revoke-with-cascade.
 type Revocation struct {
 	ID     delegation.ID
-	At     time.Time
-	Reason string
-	// Event is the audit event recorded in the same transaction. Its Detail
-	// is extended by the store with the ids revoked by cascade.
+	At     time.Time // zero: the store's clock
+	Reason string    // at most delegation.MaxReasonLength bytes
+	// Event is the audit event recorded in the same transaction for ID. The
+	// store records one event per revoked delegation: Event itself for ID,
+	// with Detail[DetailCascadeCount] set to the number of descendants
+	// revoked with it, and for each descendant a copy of Event naming the
+	// descendant (DelegationID, Agent, User) with Detail[DetailCascadeOf] set
+	// to ID. (Detail is bounded by audit.MaxDetailSize, so a list of
+	// thousands of ids cannot go into one event.)
 	Event audit.Event
 }
 
-// EventFilter selects audit events. Zero fields match everything.
+// Detail keys the store adds to revocation events.
+const (
+	// DetailCascadeCount is set on the event of the revoked delegation: how
+	// many of its descendants were revoked with it, in decimal.
+	DetailCascadeCount = "cascade_count"
+	// DetailCascadeOf is set on the event of each descendant revoked by
+	// cascade: the id of the delegation whose revocation caused it.
+	DetailCascadeOf = "cascade_of"
+)
+
+// EventFilter selects audit events. Zero fields match everything; set
+// fields must all match.
 type EventFilter struct {
-	DelegationID string
-	Type         audit.Type
-	AfterSeq     uint64
+	DelegationID string     // events whose DelegationID is exactly this
+	Type         audit.Type // a valid type, or TypeUnspecified for all
+	AfterSeq     uint64     // events with a Sequence above this
 }
 
 // Agent is the registry record of a declared agent and its SPIRE sync state.
@@ -116,22 +134,38 @@ type Agent struct {
 // Store keeps delegations, the revision log, the audit log and the agent
 // registry. Every method that changes delegations also appends its audit
 // event and its changes in the same transaction: either all of it is durable
-// when the method returns nil, or none of it is.
+// when the method returns nil, or none of it is. A refused call (an error
+// wrapping a sentinel of errors.go) writes nothing. All methods are safe for
+// concurrent use; after Close they return ErrClosed.
+//
+// The store seals every audit event it appends (Sequence, PrevHash, Hash)
+// and fills a zero event Time from its clock; the event must otherwise pass
+// audit.Event.Validate (ErrInvalidArgument).
 type Store interface {
 	// CreateDelegation stores a new delegation (root or child) with its audit
-	// event. A child's parent must exist and be active in the same transaction
+	// event. d must validate and be active (ErrInvalidArgument);
+	// ErrAlreadyExists for a stored id. A child's parent must exist
+	// (ErrNotFound) and be active at d.CreatedAt in the same transaction
 	// (ErrParentInactive otherwise), so a revoke racing a sub-delegation can
-	// never leave an active child under a revoked parent.
+	// never leave an active child under a revoked parent; d.Root must be the
+	// parent's root. The event's DelegationID, Agent and User are filled from
+	// d when empty and must match d when set. Returns the revision of the
+	// change.
 	CreateDelegation(ctx context.Context, d *delegation.Delegation, ev audit.Event) (Revision, error)
 	// GetDelegation returns ErrNotFound for an unknown id.
 	GetDelegation(ctx context.Context, id delegation.ID) (*delegation.Delegation, error)
-	// ListDelegations returns one page, ordered by id, and the next page's token ("" at the end).
+	// ListDelegations returns one page, in creation order (oldest first), and
+	// the next page's token ("" at the end). A token stays valid while
+	// delegations are added: the next page starts after the last one returned.
 	ListDelegations(ctx context.Context, f Filter, p Page) ([]*delegation.Delegation, string, error)
-	// Children returns the direct children of id.
+	// Children returns the direct children of id, in creation order; none
+	// for an unknown id.
 	Children(ctx context.Context, id delegation.ID) ([]*delegation.Delegation, error)
 	// RevokeDelegation revokes the delegation and all its active descendants
-	// in one transaction and returns the ids it revoked (the root first).
-	// ErrNotFound for an unknown id, ErrAlreadyRevoked when it was revoked before.
+	// in one transaction and returns the ids it revoked (the root first) and
+	// the revision of the last change (one change per revoked delegation).
+	// ErrNotFound for an unknown id, ErrAlreadyRevoked when it was revoked
+	// before. See Revocation for the audit events it records.
 	RevokeDelegation(ctx context.Context, r Revocation) ([]delegation.ID, Revision, error)
 
 	// Snapshot returns every stored delegation in state active (expired ones
@@ -144,14 +178,18 @@ type Store interface {
 	// both cases take a Snapshot. A Created change carries the delegation as
 	// it was created (active), a Revoked change the revoked record.
 	Changes(ctx context.Context, since Revision, limit int) ([]Change, error)
-	// Notify returns a channel that receives (coalesced) after each committed
-	// change, and a function to stop receiving.
+	// Notify returns a channel that receives (coalesced: a buffer of one)
+	// after each committed change to delegations, and a function that stops
+	// and closes it. Close closes every such channel.
 	Notify() (<-chan struct{}, func())
 
 	// AppendEvents appends audit events that record no delegation change
-	// (denied, token issued, agent synced), sealing each into the chain.
+	// (denied, token issued, agent synced), sealing each into the chain, all
+	// or none: one invalid event (ErrInvalidArgument) and none is written.
 	AppendEvents(ctx context.Context, evs ...audit.Event) error
-	// ListEvents returns one page of events in sequence order.
+	// ListEvents returns one page of events in sequence order and the next
+	// page's token ("" at the end). The events are sealed: a page verifies
+	// as a chain from the last event of the page before (audit.VerifyWith).
 	ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.Event, string, error)
 
 	// PutAgent creates or replaces the registry record of an agent by name.
@@ -163,6 +201,7 @@ type Store interface {
 	// DeleteAgent removes an agent record; deleting an unknown name is not an error.
 	DeleteAgent(ctx context.Context, name string) error
 
-	// Close releases the store.
+	// Close waits for the write in progress and releases the store; calling
+	// it again is a no-op.
 	Close() error
 }
