@@ -1,0 +1,190 @@
+package boltstore
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/store"
+)
+
+// Buckets; doc.go describes their keys and values.
+var (
+	bucketMeta               = []byte("meta")
+	bucketDelegations        = []byte("delegations")
+	bucketIDs                = []byte("ids")
+	bucketByUser             = []byte("idx_user")
+	bucketByAgent            = []byte("idx_agent")
+	bucketByState            = []byte("idx_state")
+	bucketChildren           = []byte("idx_children")
+	bucketChanges            = []byte("changes")
+	bucketEvents             = []byte("events")
+	bucketEventsByDelegation = []byte("idx_event_delegation")
+	bucketEventsByType       = []byte("idx_event_type")
+	bucketAgents             = []byte("agents")
+
+	allBuckets = [][]byte{
+		bucketMeta, bucketDelegations, bucketIDs, bucketByUser, bucketByAgent, bucketByState,
+		bucketChildren, bucketChanges, bucketEvents, bucketEventsByDelegation,
+		bucketEventsByType, bucketAgents,
+	}
+)
+
+// Keys of the meta bucket.
+var (
+	keySchema    = []byte("schema")     // uint64: SchemaVersion
+	keyRevision  = []byte("revision")   // uint64: the last revision written
+	keyCompacted = []byte("compacted")  // uint64: the last revision deleted from changes
+	keyAuditSeq  = []byte("audit_seq")  // uint64: the Sequence of the last event
+	keyAuditHash = []byte("audit_hash") // [32]byte: the Hash of the last event
+)
+
+// appendFill is the FillPercent of buckets whose keys only grow, overall or
+// within each prefix (revisions, sequences): a split page is left full
+// instead of half empty, since nothing will be inserted before its last key.
+const appendFill = 0.95
+
+// hashLen is the length of the hashed prefix of the user and agent indexes:
+// 128 bits, so two users or agents never share a prefix in practice; List
+// compares the decoded record anyway.
+const hashLen = 16
+
+// Stored states in idx_state.
+const (
+	stateActive  byte = 'a'
+	stateRevoked byte = 'r'
+)
+
+// Change kinds in the changes bucket.
+const (
+	changeCreated byte = 'c'
+	changeRevoked byte = 'r'
+)
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// readU64 reads a uint64 value; a missing key is 0.
+func readU64(v []byte) (uint64, error) {
+	switch len(v) {
+	case 0:
+		return 0, nil
+	case 8:
+		return binary.BigEndian.Uint64(v), nil
+	}
+	return 0, fmt.Errorf("store: corrupt counter of %d bytes", len(v))
+}
+
+func userPrefix(issuer, subject string) []byte {
+	// Neither part may hold a control character, so NUL separates them
+	// unambiguously.
+	h := sha256.Sum256([]byte(issuer + "\x00" + subject))
+	return h[:hashLen]
+}
+
+func agentPrefix(agent string) []byte {
+	h := sha256.Sum256([]byte(agent))
+	return h[:hashLen]
+}
+
+// Prefixes of idx_event_delegation. The events of a stored delegation are
+// indexed under its seq, so the event of a new delegation goes to the end of
+// the index; an event naming a delegation id the store does not hold (a
+// refused request, a typo) is indexed under the id itself.
+const (
+	eventsOfSeq byte = 's' // followed by the delegation's seq
+	eventsOfID  byte = 'i' // followed by the id text and a NUL
+)
+
+// eventDelegationPrefix is the prefix under which an event naming id is
+// indexed now. The NUL ends an id: none holds one (audit.Validate refuses
+// control characters), so no id's entries are a prefix of another's.
+func eventDelegationPrefix(tx *bolt.Tx, id string) []byte {
+	if seq := tx.Bucket(bucketIDs).Get([]byte(id)); seq != nil {
+		return join([]byte{eventsOfSeq}, seq)
+	}
+	return join([]byte{eventsOfID}, []byte(id), []byte{0})
+}
+
+// eventDelegationPrefixes are the prefixes under which events naming id
+// may be indexed: its seq for events recorded once it was stored, its text
+// for any recorded before.
+func eventDelegationPrefixes(tx *bolt.Tx, id string) [][]byte {
+	byText := join([]byte{eventsOfID}, []byte(id), []byte{0})
+	if seq := tx.Bucket(bucketIDs).Get([]byte(id)); seq != nil {
+		return [][]byte{join([]byte{eventsOfSeq}, seq), byText}
+	}
+	return [][]byte{byText}
+}
+
+func stateByte(s delegation.State) byte {
+	if s == delegation.StateRevoked {
+		return stateRevoked
+	}
+	return stateActive
+}
+
+// join concatenates key parts into a fresh slice.
+func join(parts ...[]byte) []byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// eventTypeKey is the one-byte prefix of idx_event_type.
+func eventTypeKey(t audit.Type) ([]byte, error) {
+	if t < 1 || t > 255 {
+		return nil, fmt.Errorf("%w: event type %d out of range", store.ErrInvalidArgument, t)
+	}
+	return []byte{byte(t)}, nil
+}
+
+// Page tokens are opaque to callers but come back from them, so they are
+// parsed strictly: a kind byte, then the last key returned, in unpadded
+// URL-safe base64.
+// tokenEncoding is strict so that each token has exactly one text form.
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
+const (
+	tokenDelegations byte = 'd' // followed by a delegation's 8-byte seq
+	tokenEvents      byte = 'e' // followed by an event's 8-byte sequence
+)
+
+// makeToken returns the token of the page after the item numbered last.
+func makeToken(kind byte, last uint64) string {
+	b := make([]byte, 9)
+	b[0] = kind
+	binary.BigEndian.PutUint64(b[1:], last)
+	return tokenEncoding.EncodeToString(b)
+}
+
+// parseToken returns the number after which the page starts; 0 for the
+// first page.
+func parseToken(kind byte, token string) (uint64, error) {
+	if token == "" {
+		return 0, nil
+	}
+	b, err := tokenEncoding.DecodeString(token)
+	if err != nil || len(b) != 9 || b[0] != kind {
+		return 0, fmt.Errorf("%w: malformed page token", store.ErrInvalidArgument)
+	}
+	n := binary.BigEndian.Uint64(b[1:])
+	if n == 0 {
+		return 0, fmt.Errorf("%w: malformed page token", store.ErrInvalidArgument)
+	}
+	return n, nil
+}

@@ -1,0 +1,34 @@
+// Package storetest is the conformance suite of store.Store: every backend
+// runs it from its own tests, so the server can swap backends without
+// knowing which one it has.
+//
+// A backend's test hands Run a factory that opens an empty store:
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t testing.TB) store.Store {
+//			s, err := boltstore.Open(filepath.Join(t.TempDir(), "agentid.db"),
+//				boltstore.Options{ChangeLogLimit: storetest.ChangeLogLimit})
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+//
+// The factory must keep ChangeLogLimit changes in the revision log, so that
+// the suite reaches ErrCompacted quickly, and Close must be idempotent. The
+// cleanup is also the place for the backend's own consistency check.
+//
+// The suite covers every method: creation and the exact sentinel errors of
+// refused calls (and that a refused call writes nothing: no record, no
+// revision, no audit event), listing with each filter and their
+// combinations, paging across inserts, children, revocation with cascade and
+// its events, a revocation racing sub-delegations (no child is ever left
+// active under a revoked parent), the snapshot and the revision log with its
+// compaction, notifications, the audit log with its filters and paging, the
+// agent registry, canceled contexts and use after Close. After every test
+// the suite verifies the whole audit log as a hash chain. All times are fixed (T0), so
+// nothing depends on the clock; concurrent tests wait only for their own
+// goroutines.
+package storetest
