@@ -34,6 +34,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
+// The fixture's trust domain and identities: the server, three declared
+// agents (Orchestrator may sub-delegate to Analyst, Analyst to Writer), the
+// front end the policy rule names as a caller, a verifier allowed to watch
+// revocations, an mTLS admin, an audit reader, and a workload with no role.
 var (
 	TD           = spiffeid.RequireTrustDomainFromString("example.org")
 	ServerID     = spiffeid.RequireFromString("spiffe://example.org/agentid-server")
@@ -43,6 +47,8 @@ var (
 	Frontend     = spiffeid.RequireFromString("spiffe://example.org/app/chat-frontend")
 	Verifier     = spiffeid.RequireFromString("spiffe://example.org/svc/crm")
 	Stranger     = spiffeid.RequireFromString("spiffe://example.org/app/stranger")
+	Admin        = spiffeid.RequireFromString("spiffe://example.org/ops/admin")
+	AuditReader  = spiffeid.RequireFromString("spiffe://example.org/ops/auditor")
 )
 
 // Audience is the audience the fixture's server accepts in user tokens.
@@ -131,8 +137,8 @@ func StartWithLog(tb testing.TB, logOut io.Writer) *Env {
 	}
 	srv, err := server.New(server.Config{
 		Store: st, Users: users, Policy: pol, Agents: Agents(),
-		Verifiers: []spiffeid.ID{Verifier},
-		Clock:     e.Clock.Now, WatchHeartbeat: time.Hour, Log: log,
+		Verifiers: []spiffeid.ID{Verifier}, Admins: []spiffeid.ID{Admin}, AuditReaders: []spiffeid.ID{AuditReader},
+		Clock: e.Clock.Now, WatchHeartbeat: time.Hour, Log: log,
 	})
 	if err != nil {
 		tb.Fatal(err)
