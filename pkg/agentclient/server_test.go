@@ -1,0 +1,147 @@
+package agentclient_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/pkg/agentclient"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/server/servertest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestServerCreateSubRevoke(t *testing.T) {
+	f := newFixture(t)
+	ctx := servertest.Ctx(t)
+	root := f.delegate(t)
+	if root.Agent != servertest.Orchestrator || root.CreatedBy != servertest.Orchestrator || root.User.Subject() != "alice" ||
+		root.Scopes.String() != "campaigns:read compliance:check" {
+		t.Fatalf("root %+v", root)
+	}
+	s := f.server(t)
+	sub, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{
+		Parent: root.ID, Agent: servertest.Analyst, Scopes: []string{"campaigns:read"}, TTL: time.Hour, Intent: "summarise",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sub.Parent != root.ID || sub.Root != root.ID || len(sub.Chain) != 2 || sub.Chain[1] != servertest.Analyst ||
+		!sub.ExpiresAt.Equal(root.ExpiresAt) {
+		t.Fatalf("sub %+v", sub)
+	}
+	rev, err := s.RevokeDelegation(ctx, root.ID, "task done")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rev.IDs) != 2 || rev.IDs[0] != root.ID || rev.IDs[1] != sub.ID || rev.Delegation.State != delegation.StateRevoked {
+		t.Fatalf("revocation %+v", rev)
+	}
+}
+
+func TestServerErrors(t *testing.T) {
+	f := newFixture(t)
+	ctx := servertest.Ctx(t)
+	root := f.delegate(t)
+	s := f.server(t)
+	tests := []struct {
+		name     string
+		call     func() error
+		wantCode codes.Code
+		wantErr  error
+		wantText string
+	}{
+		{"no user token", func() error {
+			_, err := s.CreateDelegation(ctx, agentclient.CreateRequest{Agent: servertest.Orchestrator, Scopes: []string{"a"}, TTL: time.Minute})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: user token is required"},
+		{"no agent", func() error {
+			_, err := s.CreateDelegation(ctx, agentclient.CreateRequest{UserToken: "x", Scopes: []string{"a"}, TTL: time.Minute})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: agent SPIFFE ID is required"},
+		{"no scopes", func() error {
+			_, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{Parent: root.ID, Agent: servertest.Analyst, TTL: time.Minute})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: at least one scope is required"},
+		{"zero ttl", func() error {
+			_, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{Parent: root.ID, Agent: servertest.Analyst, Scopes: []string{"a"}})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: ttl must be positive"},
+		{"no parent", func() error {
+			_, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{Agent: servertest.Analyst, Scopes: []string{"a"}, TTL: time.Minute})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: parent delegation id is required"},
+		{"revoke zero id", func() error {
+			_, err := s.RevokeDelegation(ctx, delegation.ID{}, "")
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: delegation id is required"},
+		{"bad user token", func() error {
+			_, err := s.CreateDelegation(ctx, agentclient.CreateRequest{UserToken: "not-a-jwt", Agent: servertest.Orchestrator, Scopes: []string{"campaigns:read"}, TTL: time.Minute})
+			return err
+		}, codes.Unauthenticated, nil, ""},
+		{"sub-agent not allowed", func() error {
+			_, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{Parent: root.ID, Agent: servertest.Writer, Scopes: []string{"campaigns:read"}, TTL: time.Minute})
+			return err
+		}, codes.PermissionDenied, nil, ""},
+		{"unknown parent", func() error {
+			_, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{Parent: delegation.MustParseID("dlg_01jd0000000000000000000000"), Agent: servertest.Analyst, Scopes: []string{"campaigns:read"}, TTL: time.Minute})
+			return err
+		}, codes.NotFound, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if status.Code(err) != tt.wantCode {
+				t.Fatalf("code = %v, want %v (%v)", status.Code(err), tt.wantCode, err)
+			}
+			if tt.wantErr != nil && (!errors.Is(err, tt.wantErr) || err.Error() != tt.wantText) {
+				t.Fatalf("err = %v, want %s", err, tt.wantText)
+			}
+		})
+	}
+}
+
+func TestServerWrongSPIFFEID(t *testing.T) {
+	f := newFixture(t)
+	s, err := f.agent.DialServer(f.env.MTLSAddr, servertest.Stranger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.CreateDelegation(servertest.Ctx(t), agentclient.CreateRequest{
+		UserToken: f.env.AliceToken(t), Agent: servertest.Orchestrator, Scopes: []string{"campaigns:read"}, TTL: time.Minute,
+	})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("err = %v, want Unavailable from a failed handshake", err)
+	}
+	if got := errorsMention(err, "agentclient: peer SPIFFE ID not authorized: spiffe://example.org/agentid-server"); !got {
+		t.Fatalf("err = %v, want the refused server ID named", err)
+	}
+}
+
+func TestDialServerValidates(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name   string
+		config agentclient.ServerConfig
+		want   string
+	}{
+		{"no address", agentclient.ServerConfig{ServerID: servertest.ServerID, SVIDs: f.agent.SVIDs(), Bundles: f.agent.Bundles()},
+			"agentclient: invalid config: server address is required"},
+		{"no server id", agentclient.ServerConfig{Address: "x:1", SVIDs: f.agent.SVIDs(), Bundles: f.agent.Bundles()},
+			"agentclient: invalid config: server SPIFFE ID is required"},
+		{"no sources", agentclient.ServerConfig{Address: "x:1", ServerID: servertest.ServerID},
+			"agentclient: invalid config: X509-SVID and bundle sources are required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := agentclient.DialServer(tt.config); err == nil || err.Error() != tt.want {
+				t.Fatalf("err = %v, want %s", err, tt.want)
+			}
+		})
+	}
+}

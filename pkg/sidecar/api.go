@@ -1,0 +1,449 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/agentid/agentid/pkg/agentclient"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Error codes of the JSON error body, one per way a request can fail.
+const (
+	codeInvalidRequest     = "invalid_request"
+	codeTooLarge           = "request_too_large"
+	codeUnsupportedMedia   = "unsupported_media_type"
+	codeBrowserRefused     = "browser_request_refused"
+	codeNotFound           = "not_found"
+	codeNotConfigured      = "not_configured"
+	codeDelegationDenied   = "delegation_denied"
+	codeSPIREUnavailable   = "spire_unavailable"
+	codeNoIdentity         = "no_identity"
+	codeUnauthenticated    = "unauthenticated"
+	codePermissionDenied   = "permission_denied"
+	codeFailedPrecondition = "failed_precondition"
+	codeServerUnavailable  = "server_unavailable"
+	codeServerIdentity     = "server_identity_mismatch"
+	codeServerError        = "server_error"
+	codeUnknownRoute       = "unknown_route"
+	codeUpstreamIdentity   = "upstream_identity_mismatch"
+	codeUpstreamError      = "upstream_error"
+	codeConnectUnsupported = "connect_unsupported"
+)
+
+// ErrorBody is the JSON body of every error answer of the API and the proxy.
+type ErrorBody struct {
+	// Error is a stable code callers branch on, e.g. "delegation_denied".
+	Error string `json:"error"`
+	// Message is for people; it never contains a token.
+	Message string `json:"message"`
+}
+
+// IdentityResponse answers GET /v1/identity.
+type IdentityResponse struct {
+	SPIFFEID  string    `json:"spiffe_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// TokenResponse answers GET /v1/token.
+type TokenResponse struct {
+	Token      string    `json:"token"`
+	Audience   string    `json:"audience"`
+	Delegation string    `json:"delegation"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// CreateDelegationRequest is the body of POST /v1/delegations.
+type CreateDelegationRequest struct {
+	// UserToken is the user's OIDC ID token. Required.
+	UserToken string `json:"user_token"`
+	// AgentID is the agent to delegate to; empty means the sidecar's agent.
+	AgentID string `json:"agent_id,omitempty"`
+	// Scopes asked for. Required.
+	Scopes []string `json:"scopes"`
+	// TTL is a Go duration ("30m"). Required.
+	TTL string `json:"ttl"`
+	// Intent is the user's request in their words.
+	Intent string `json:"intent,omitempty"`
+}
+
+// SubDelegationRequest is the body of POST /v1/delegations/{id}/sub.
+type SubDelegationRequest struct {
+	// AgentID receives the sub-delegation. Required.
+	AgentID string `json:"agent_id"`
+	// Scopes to pass on. Required.
+	Scopes []string `json:"scopes"`
+	// TTL is a Go duration. Required.
+	TTL string `json:"ttl"`
+	// Intent is the agent's reading of the task it passes on.
+	Intent string `json:"intent,omitempty"`
+}
+
+// DelegationResponse answers the two POSTs.
+type DelegationResponse struct {
+	Delegation *delegation.Delegation `json:"delegation"`
+}
+
+// RevokeResponse answers DELETE /v1/delegations/{id}.
+type RevokeResponse struct {
+	RevokedIDs []delegation.ID        `json:"revoked_ids"`
+	Delegation *delegation.Delegation `json:"delegation"`
+}
+
+func (s *Sidecar) apiHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /v1/identity", s.identity)
+	mux.HandleFunc("GET /v1/token", s.token)
+	mux.HandleFunc("POST /v1/delegations", s.createDelegation)
+	mux.HandleFunc("POST /v1/delegations/{id}/sub", s.subDelegation)
+	mux.HandleFunc("DELETE /v1/delegations/{id}", s.revokeDelegation)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, codeNotFound, "sidecar: no such endpoint")
+	})
+	return s.guard(mux)
+}
+
+// guard refuses what a browser could send: the API is reachable from the
+// agent's network namespace, and a web page the agent (or a tool of it)
+// opens must not be able to use it. A request with an Origin header, or for
+// a Host that is not a loopback name (DNS rebinding), is refused.
+func (s *Sidecar) guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" {
+			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: requests with an Origin header are refused")
+			return
+		}
+		if s.config.Listen.network == "tcp" && !loopbackHost(r.Host) {
+			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: Host must be a loopback address or localhost")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
+}
+
+func (s *Sidecar) healthz(w http.ResponseWriter, _ *http.Request) {
+	svid, err := s.agent.X509SVID()
+	if err != nil || time.Now().After(svid.Certificates[0].NotAfter) {
+		writeError(w, http.StatusServiceUnavailable, codeSPIREUnavailable, "sidecar: no valid X509-SVID")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Sidecar) identity(w http.ResponseWriter, _ *http.Request) {
+	svid, err := s.agent.X509SVID()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, codeSPIREUnavailable, "sidecar: no X509-SVID")
+		return
+	}
+	writeJSON(w, http.StatusOK, IdentityResponse{SPIFFEID: svid.ID.String(), ExpiresAt: svid.Certificates[0].NotAfter.UTC()})
+}
+
+func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	var missing []string
+	for _, k := range []string{"audience", "delegation"} {
+		if len(q[k]) != 1 || q[k][0] == "" {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: exactly one non-empty value needed for: "+strings.Join(missing, ", "))
+		return
+	}
+	id, err := delegation.ParseID(q.Get("delegation"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation: "+err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
+	defer cancel()
+	tok, err := s.agent.Tokens().Token(ctx, id, q.Get("audience"))
+	if err != nil {
+		s.tokenError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, TokenResponse{Token: tok.Value, Audience: tok.Audience, Delegation: id.String(), ExpiresAt: tok.ExpiresAt.UTC()})
+}
+
+// tokenError answers a failed token fetch: 403 denied, 503 SPIRE.
+func (s *Sidecar) tokenError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, agentclient.ErrInvalidRequest):
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
+	case errors.Is(err, agentclient.ErrDelegationDenied):
+		writeError(w, http.StatusForbidden, codeDelegationDenied, err.Error())
+	case errors.Is(err, agentclient.ErrNoIdentity):
+		writeError(w, http.StatusServiceUnavailable, codeNoIdentity, err.Error())
+	default:
+		s.log.Warn("Token fetch failed", "error", err.Error())
+		writeError(w, http.StatusServiceUnavailable, codeSPIREUnavailable, err.Error())
+	}
+}
+
+func (s *Sidecar) createDelegation(w http.ResponseWriter, r *http.Request) {
+	if !s.serverConfigured(w) {
+		return
+	}
+	var req CreateDelegationRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	var missing []string
+	if req.UserToken == "" {
+		missing = append(missing, "user_token")
+	}
+	if len(req.Scopes) == 0 {
+		missing = append(missing, "scopes")
+	}
+	if req.TTL == "" {
+		missing = append(missing, "ttl")
+	}
+	if len(missing) > 0 {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: missing fields: "+strings.Join(missing, ", "))
+		return
+	}
+	agent := s.agent.ID()
+	if req.AgentID != "" {
+		var err error
+		if agent, err = spiffeid.FromString(req.AgentID); err != nil {
+			writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: agent_id: "+err.Error())
+			return
+		}
+	}
+	ttl, ok := parseTTL(w, req.TTL)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
+	defer cancel()
+	d, err := s.server.CreateDelegation(ctx, agentclient.CreateRequest{
+		UserToken: req.UserToken, Agent: agent, Scopes: req.Scopes, TTL: ttl, Intent: req.Intent,
+	})
+	if err != nil {
+		s.serverError(w, err)
+		return
+	}
+	s.log.Info("Delegation created", "delegation_id", d.ID.String(), "agent_id", d.Agent.String())
+	writeJSON(w, http.StatusCreated, DelegationResponse{Delegation: d})
+}
+
+func (s *Sidecar) subDelegation(w http.ResponseWriter, r *http.Request) {
+	if !s.serverConfigured(w) {
+		return
+	}
+	parent, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	var req SubDelegationRequest
+	if !s.decode(w, r, &req) {
+		return
+	}
+	var missing []string
+	if req.AgentID == "" {
+		missing = append(missing, "agent_id")
+	}
+	if len(req.Scopes) == 0 {
+		missing = append(missing, "scopes")
+	}
+	if req.TTL == "" {
+		missing = append(missing, "ttl")
+	}
+	if len(missing) > 0 {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: missing fields: "+strings.Join(missing, ", "))
+		return
+	}
+	agent, err := spiffeid.FromString(req.AgentID)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: agent_id: "+err.Error())
+		return
+	}
+	ttl, ok := parseTTL(w, req.TTL)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
+	defer cancel()
+	d, err := s.server.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{
+		Parent: parent, Agent: agent, Scopes: req.Scopes, TTL: ttl, Intent: req.Intent,
+	})
+	if err != nil {
+		s.serverError(w, err)
+		return
+	}
+	s.log.Info("Sub-delegation created", "delegation_id", d.ID.String(), "parent_id", parent.String(), "agent_id", d.Agent.String())
+	writeJSON(w, http.StatusCreated, DelegationResponse{Delegation: d})
+}
+
+func (s *Sidecar) revokeDelegation(w http.ResponseWriter, r *http.Request) {
+	if !s.serverConfigured(w) {
+		return
+	}
+	id, ok := pathID(w, r)
+	if !ok {
+		return
+	}
+	reason := r.URL.Query().Get("reason")
+	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
+	defer cancel()
+	rev, err := s.server.RevokeDelegation(ctx, id, reason)
+	if err != nil {
+		s.serverError(w, err)
+		return
+	}
+	for _, rid := range rev.IDs {
+		s.agent.Tokens().Forget(rid)
+	}
+	s.agent.Tokens().Forget(id)
+	s.log.Info("Delegation revoked", "delegation_id", id.String(), "revoked_count", len(rev.IDs))
+	if rev.IDs == nil {
+		rev.IDs = []delegation.ID{}
+	}
+	writeJSON(w, http.StatusOK, RevokeResponse{RevokedIDs: rev.IDs, Delegation: rev.Delegation})
+}
+
+func (s *Sidecar) serverConfigured(w http.ResponseWriter) bool {
+	if s.server == nil {
+		writeError(w, http.StatusNotImplemented, codeNotConfigured, "sidecar: no agentid-server configured (server.address)")
+		return false
+	}
+	return true
+}
+
+// serverError maps an agentid-server answer to HTTP.
+func (s *Sidecar) serverError(w http.ResponseWriter, err error) {
+	if errors.Is(err, agentclient.ErrInvalidRequest) {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
+		return
+	}
+	if errors.Is(err, agentclient.ErrPeerNotAuthorized) {
+		s.log.Error("agentid-server presented an unexpected SPIFFE ID", "error", err.Error())
+		writeError(w, http.StatusBadGateway, codeServerIdentity, "sidecar: agentid-server presented an unexpected SPIFFE ID")
+		return
+	}
+	st, _ := status.FromError(err)
+	msg := "agentid-server: " + st.Message()
+	switch st.Code() {
+	case codes.InvalidArgument:
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, msg)
+	case codes.Unauthenticated:
+		writeError(w, http.StatusUnauthorized, codeUnauthenticated, msg)
+	case codes.PermissionDenied:
+		writeError(w, http.StatusForbidden, codePermissionDenied, msg)
+	case codes.NotFound:
+		writeError(w, http.StatusNotFound, codeNotFound, msg)
+	case codes.FailedPrecondition:
+		writeError(w, http.StatusConflict, codeFailedPrecondition, msg)
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		s.log.Warn("agentid-server unavailable", "error", err.Error())
+		writeError(w, http.StatusServiceUnavailable, codeServerUnavailable, msg)
+	default:
+		s.log.Error("agentid-server call failed", "error", err.Error())
+		writeError(w, http.StatusBadGateway, codeServerError, msg)
+	}
+}
+
+func pathID(w http.ResponseWriter, r *http.Request) (delegation.ID, bool) {
+	id, err := delegation.ParseID(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation id: "+err.Error())
+		return delegation.ID{}, false
+	}
+	return id, true
+}
+
+func parseTTL(w http.ResponseWriter, s string) (time.Duration, bool) {
+	ttl, err := time.ParseDuration(s)
+	if err != nil || ttl <= 0 {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, fmt.Sprintf("sidecar: ttl: %q is not a positive duration like \"30m\"", truncate(s)))
+		return 0, false
+	}
+	return ttl, true
+}
+
+// decode reads one JSON object of at most MaxBodyBytes, refusing unknown
+// fields and trailing data.
+func (s *Sidecar) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !strings.HasPrefix(ct, "application/json;") {
+		writeError(w, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "sidecar: Content-Type must be application/json")
+		return false
+	}
+	if r.ContentLength > s.config.MaxBodyBytes {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", s.config.MaxBodyBytes))
+		return false
+	}
+	if err := decodeBody(http.MaxBytesReader(w, r.Body, s.config.MaxBodyBytes), v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", s.config.MaxBodyBytes))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
+		return false
+	}
+	return true
+}
+
+// decodeBody decodes exactly one JSON value into v, strictly.
+func decodeBody(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return fmt.Errorf("sidecar: malformed JSON body: %s", truncate(strings.TrimPrefix(err.Error(), "json: ")))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return errors.New("sidecar: malformed JSON body: data after the object")
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 128 {
+		return s[:128] + "…"
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, errCode, msg string) {
+	writeJSON(w, code, ErrorBody{Error: errCode, Message: msg})
+}

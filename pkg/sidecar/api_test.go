@@ -1,0 +1,202 @@
+package sidecar_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/agentid/agentid/pkg/claims"
+	"github.com/agentid/agentid/pkg/server/servertest"
+	"github.com/agentid/agentid/pkg/sidecar"
+	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
+)
+
+func TestIdentityAndHealth(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(t, "GET", f.api+"/v1/identity", nil)
+	var id sidecar.IdentityResponse
+	r.decode(t, &id)
+	if r.status != 200 || id.SPIFFEID != servertest.Orchestrator.String() || id.ExpiresAt.IsZero() {
+		t.Fatalf("identity: %d %s", r.status, r.body)
+	}
+	if r := f.do(t, "GET", f.api+"/healthz", nil); r.status != 200 || string(r.body) != "{\"status\":\"ok\"}\n" {
+		t.Fatalf("healthz: %d %s", r.status, r.body)
+	}
+}
+
+func TestDelegationLifecycle(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+
+	r := f.do(t, "GET", f.api+"/v1/token?audience="+servertest.Verifier.String()+"&delegation="+id, nil)
+	var tok sidecar.TokenResponse
+	r.decode(t, &tok)
+	if r.status != 200 || tok.Delegation != id || tok.Audience != servertest.Verifier.String() {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+	svid, err := jwtsvid.ParseAndValidate(tok.Token, f.auth.JWTBundle(), []string{servertest.Verifier.String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := claims.Decode(svid.Claims, servertest.Orchestrator)
+	if err != nil || c.ID.String() != id || c.User.Subject() != "alice" || !svid.Expiry.Equal(tok.ExpiresAt) {
+		t.Fatalf("claims %+v, %v", c, err)
+	}
+
+	r = f.do(t, "POST", f.api+"/v1/delegations/"+id+"/sub", map[string]any{
+		"agent_id": servertest.Analyst.String(), "scopes": []string{"campaigns:read"}, "ttl": "10m", "intent": "summarise",
+	})
+	var sub struct {
+		Delegation struct {
+			ID     string   `json:"id"`
+			Parent string   `json:"parent"`
+			Chain  []string `json:"chain"`
+			Scopes []string `json:"scopes"`
+		} `json:"delegation"`
+	}
+	r.decode(t, &sub)
+	if r.status != 201 || sub.Delegation.Parent != id || len(sub.Delegation.Chain) != 2 || sub.Delegation.Scopes[0] != "campaigns:read" {
+		t.Fatalf("sub: %d %s", r.status, r.body)
+	}
+
+	r = f.do(t, "DELETE", f.api+"/v1/delegations/"+id+"?reason=done", nil)
+	var rev struct {
+		RevokedIDs []string `json:"revoked_ids"`
+		Delegation struct {
+			State        string `json:"state"`
+			RevokeReason string `json:"revoke_reason"`
+		} `json:"delegation"`
+	}
+	r.decode(t, &rev)
+	if r.status != 200 || len(rev.RevokedIDs) != 2 || rev.RevokedIDs[0] != id || rev.Delegation.State != "revoked" || rev.Delegation.RevokeReason != "done" {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	// The cached token is dropped with the revocation: SPIRE is asked again and refuses.
+	r = f.do(t, "GET", f.api+"/v1/token?audience="+servertest.Verifier.String()+"&delegation="+id, nil)
+	if e := r.errorBody(t); r.status != 403 || e.Error != "delegation_denied" ||
+		e.Message != "agentclient: fetch token under "+id+": agentclient: delegation denied: composer: delegation is revoked: "+id {
+		t.Fatalf("token after revoke: %d %s", r.status, r.body)
+	}
+}
+
+func TestAPIRefuses(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	unknown := "dlg_01jd0000000000000000000000"
+	aud := "audience=" + servertest.Verifier.String()
+	create := func(extra string) string {
+		return `{"user_token":"x","scopes":["campaigns:read"],"ttl":"5m"` + extra + `}`
+	}
+	tests := []struct {
+		name, method, path string
+		body               any
+		headers            []string
+		status             int
+		code, message      string
+	}{
+		{"token without audience", "GET", "/v1/token?delegation=" + id, nil, nil, 400, "invalid_request",
+			"sidecar: exactly one non-empty value needed for: audience"},
+		{"token without anything", "GET", "/v1/token", nil, nil, 400, "invalid_request",
+			"sidecar: exactly one non-empty value needed for: audience, delegation"},
+		{"token with two audiences", "GET", "/v1/token?" + aud + "&audience=b&delegation=" + id, nil, nil, 400, "invalid_request",
+			"sidecar: exactly one non-empty value needed for: audience"},
+		{"token malformed delegation", "GET", "/v1/token?" + aud + "&delegation=dlg_nope", nil, nil, 400, "invalid_request",
+			"sidecar: delegation: delegation: invalid delegation id: length 8, want 30"},
+		{"token unknown delegation", "GET", "/v1/token?" + aud + "&delegation=" + unknown, nil, nil, 403, "delegation_denied",
+			"agentclient: fetch token under " + unknown + ": agentclient: delegation denied: composer: unknown delegation: " + unknown},
+		{"token audience too long", "GET", "/v1/token?audience=" + strings.Repeat("a", 2049) + "&delegation=" + id, nil, nil, 400, "invalid_request",
+			"agentclient: invalid request: audience must be 1..2048 bytes"},
+		{"create missing fields", "POST", "/v1/delegations", `{}`, nil, 400, "invalid_request",
+			"sidecar: missing fields: user_token, scopes, ttl"},
+		{"create unknown field", "POST", "/v1/delegations", create(`,"admin":true`), nil, 400, "invalid_request",
+			`sidecar: malformed JSON body: unknown field "admin"`},
+		{"create trailing data", "POST", "/v1/delegations", create(``) + `{}`, nil, 400, "invalid_request",
+			"sidecar: malformed JSON body: data after the object"},
+		{"create not JSON", "POST", "/v1/delegations", `user_token=x`, nil, 400, "invalid_request",
+			"sidecar: malformed JSON body: invalid character 'u' looking for beginning of value"},
+		{"create oversized", "POST", "/v1/delegations", create(`,"intent":"` + strings.Repeat("a", 70<<10) + `"`), nil, 413, "request_too_large",
+			"sidecar: body larger than 65536 bytes"},
+		{"create bad ttl", "POST", "/v1/delegations", `{"user_token":"x","scopes":["a"],"ttl":"forever"}`, nil, 400, "invalid_request",
+			`sidecar: ttl: "forever" is not a positive duration like "30m"`},
+		{"create negative ttl", "POST", "/v1/delegations", `{"user_token":"x","scopes":["a"],"ttl":"-5m"}`, nil, 400, "invalid_request",
+			`sidecar: ttl: "-5m" is not a positive duration like "30m"`},
+		{"create bad agent", "POST", "/v1/delegations", create(`,"agent_id":"https://x"`), nil, 400, "invalid_request",
+			"sidecar: agent_id: scheme is missing or invalid"},
+		{"create bad user token", "POST", "/v1/delegations", create(``), nil, 401, "unauthenticated", ""},
+		{"sub malformed parent", "POST", "/v1/delegations/nope/sub", `{"agent_id":"spiffe://example.org/agent/writer","scopes":["a"],"ttl":"1m"}`, nil, 400, "invalid_request",
+			"sidecar: delegation id: delegation: invalid delegation id: length 4, want 30"},
+		{"sub missing agent", "POST", "/v1/delegations/" + id + "/sub", `{"scopes":["a"],"ttl":"1m"}`, nil, 400, "invalid_request",
+			"sidecar: missing fields: agent_id"},
+		{"sub to a disallowed agent", "POST", "/v1/delegations/" + id + "/sub",
+			`{"agent_id":"spiffe://example.org/agent/writer","scopes":["campaigns:read"],"ttl":"1m"}`, nil, 403, "permission_denied", ""},
+		{"revoke unknown", "DELETE", "/v1/delegations/" + unknown, nil, nil, 404, "not_found", ""},
+		{"wrong content type", "POST", "/v1/delegations", nil, []string{"Content-Type: text/plain"}, 415, "unsupported_media_type",
+			"sidecar: Content-Type must be application/json"},
+		{"browser origin", "GET", "/v1/token?" + aud + "&delegation=" + id, nil, []string{"Origin: https://evil.example"}, 403, "browser_request_refused",
+			"sidecar: requests with an Origin header are refused"},
+		{"rebound host", "GET", "/v1/identity", nil, []string{"Host: evil.example:15080"}, 403, "browser_request_refused",
+			"sidecar: Host must be a loopback address or localhost"},
+		{"unknown path", "GET", "/v1/nothing", nil, nil, 404, "not_found", "sidecar: no such endpoint"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.do(t, tt.method, f.api+tt.path, tt.body, tt.headers...)
+			e := r.errorBody(t)
+			if r.status != tt.status || e.Error != tt.code || (tt.message != "" && e.Message != tt.message) {
+				t.Fatalf("got %d %s\nwant %d %s %s", r.status, r.body, tt.status, tt.code, tt.message)
+			}
+			if strings.Contains(string(r.body), f.env.AliceToken(t)[:40]) {
+				t.Fatal("a user token was echoed")
+			}
+		})
+	}
+}
+
+func TestTokenWhileSPIREIsDown(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	f.auth.SetServerDown(true)
+	r := f.do(t, "GET", f.api+"/v1/token?audience=x&delegation="+id, nil)
+	if e := r.errorBody(t); r.status != http.StatusServiceUnavailable || e.Error != "spire_unavailable" {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+}
+
+func TestServerNotConfigured(t *testing.T) {
+	f := newFixture(t)
+	config, err := sidecar.ParseConfig([]byte("listen: 127.0.0.1:0\nworkload_api: " + f.wl.Addr + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := sidecar.Start(servertest.Ctx(t), config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	r := f.do(t, "POST", "http://"+sc.APIAddr().String()+"/v1/delegations", `{}`)
+	if e := r.errorBody(t); r.status != http.StatusNotImplemented || e.Error != "not_configured" {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+	if sc.ProxyAddr() != nil {
+		t.Fatal("a proxy listens without routes")
+	}
+}
+
+// A chunked body (no Content-Length) is cut at the limit while it is read.
+func TestOversizedChunkedBody(t *testing.T) {
+	f := newFixture(t)
+	body := io.MultiReader(strings.NewReader(`{"user_token":"`), strings.NewReader(strings.Repeat("a", 70<<10)), strings.NewReader(`"}`))
+	req, _ := http.NewRequest("POST", f.api+"/v1/delegations", body)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if req.ContentLength != 0 || resp.StatusCode != http.StatusRequestEntityTooLarge ||
+		string(b) != `{"error":"request_too_large","message":"sidecar: body larger than 65536 bytes"}`+"\n" {
+		t.Fatalf("got %d %s (content length %d)", resp.StatusCode, b, req.ContentLength)
+	}
+}

@@ -1,0 +1,305 @@
+package sidecar
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults for keys the file leaves out.
+const (
+	// DefaultListen is the API's address when `listen` is absent.
+	DefaultListen = "127.0.0.1:15080"
+	// DefaultSocketMode is the mode of a unix socket: the agent's container
+	// and the sidecar share a group, nobody else may connect.
+	DefaultSocketMode fs.FileMode = 0o660
+	// DefaultMaxBodyBytes bounds the API's request bodies: a user token is a
+	// few KiB, a request of the API never needs more.
+	DefaultMaxBodyBytes = 64 << 10
+	// DefaultRequestTimeout bounds each call to SPIRE or agentid-server made
+	// for one API request.
+	DefaultRequestTimeout = 10 * time.Second
+	// maxConfigBytes bounds the configuration file.
+	maxConfigBytes = 1 << 20
+	// maxMaxBodyBytes bounds max_body_bytes.
+	maxMaxBodyBytes = 16 << 20
+)
+
+// file is the YAML shape of the configuration. Every key is documented in
+// cmd/agentid-sidecar/README.md.
+type file struct {
+	Listen         string        `yaml:"listen"`
+	SocketMode     string        `yaml:"socket_mode"`
+	ProxyListen    string        `yaml:"proxy_listen"`
+	WorkloadAPI    string        `yaml:"workload_api"`
+	SPIFFEID       string        `yaml:"spiffe_id"`
+	Server         *serverFile   `yaml:"server"`
+	Routes         []routeFile   `yaml:"routes"`
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+}
+
+type serverFile struct {
+	Address  string `yaml:"address"`
+	SPIFFEID string `yaml:"spiffe_id"`
+}
+
+type routeFile struct {
+	Name     string   `yaml:"name"`
+	Hosts    []string `yaml:"hosts"`
+	Upstream string   `yaml:"upstream"`
+	SPIFFEID string   `yaml:"spiffe_id"`
+	Audience string   `yaml:"audience"`
+}
+
+// Config is the sidecar's validated configuration, with defaults applied.
+type Config struct {
+	// Listen is where the local API listens.
+	Listen ListenAddr
+	// SocketMode is the file mode of unix sockets.
+	SocketMode fs.FileMode
+	// ProxyListen is where the egress proxy listens; zero means no proxy.
+	ProxyListen ListenAddr
+	// WorkloadAPI is the SPIRE agent's socket; empty means
+	// SPIFFE_ENDPOINT_SOCKET.
+	WorkloadAPI string
+	// SPIFFEID pins the agent's SPIFFE ID; zero takes the Workload API's
+	// first identity.
+	SPIFFEID spiffeid.ID
+	// Server is agentid-server; a zero Address disables the delegation
+	// endpoints (501).
+	Server ServerConfig
+	// Routes are the egress proxy's upstreams.
+	Routes []Route
+	// MaxBodyBytes bounds API request bodies.
+	MaxBodyBytes int64
+	// RequestTimeout bounds each upstream call of one API request.
+	RequestTimeout time.Duration
+
+	// Log receives the sidecar's log; nil discards it. Set by the program,
+	// not the file.
+	Log *slog.Logger
+	// Clock is the token cache's clock; nil is time.Now. Set by tests.
+	Clock func() time.Time
+}
+
+// ServerConfig locates agentid-server.
+type ServerConfig struct {
+	// Address is the server's mTLS listener, host:port.
+	Address string
+	// SPIFFEID is the SPIFFE ID the server must present.
+	SPIFFEID spiffeid.ID
+}
+
+// Route is one upstream of the egress proxy.
+type Route struct {
+	// Name is matched against the request's host (without port), like
+	// each of Hosts. Lower case.
+	Name string
+	// Hosts are further host names routed here. Lower case.
+	Hosts []string
+	// Upstream is the upstream's host:port, dialled with mTLS.
+	Upstream string
+	// SPIFFEID is the SPIFFE ID the upstream must present.
+	SPIFFEID spiffeid.ID
+	// Audience is the audience of the tokens attached; defaults to
+	// SPIFFEID's string.
+	Audience string
+}
+
+// LoadConfig reads and parses the configuration file at path.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("sidecar: failed to read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("sidecar: failed to read config: %w", err)
+	}
+	return ParseConfig(data)
+}
+
+// ParseConfig decodes a YAML configuration strictly (an unknown key is an
+// error naming the key and its line), validates it and applies defaults.
+func ParseConfig(data []byte) (Config, error) {
+	if len(data) > maxConfigBytes {
+		return Config{}, fmt.Errorf("%w: larger than %d bytes", ErrInvalidConfig, maxConfigBytes)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f file
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, fmt.Errorf("%w: the file is empty", ErrInvalidConfig)
+		}
+		return Config{}, fmt.Errorf("%w: %s", ErrInvalidConfig, yamlError(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("%w: more than one YAML document", ErrInvalidConfig)
+	}
+	return f.build()
+}
+
+var unknownField = regexp.MustCompile(`^line (\d+): field (.*) not found in type \S+$`)
+
+// yamlError rewrites yaml.v3's messages into the sidecar's words.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		if sub := unknownField.FindStringSubmatch(m); sub != nil {
+			m = fmt.Sprintf("line %s: unknown key %q", sub[1], sub[2])
+		}
+		msgs[i] = m
+	}
+	return strings.Join(msgs, "; ")
+}
+
+var routeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
+func (f file) build() (Config, error) {
+	var errs []string
+	var notLoopback bool
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	badListen := func(key string, err error) {
+		notLoopback = true
+		bad("%s: %s", key, strings.TrimPrefix(err.Error(), "sidecar: "))
+	}
+	c := Config{
+		WorkloadAPI: f.WorkloadAPI, MaxBodyBytes: f.MaxBodyBytes, RequestTimeout: f.RequestTimeout,
+		SocketMode: DefaultSocketMode,
+	}
+	listen := f.Listen
+	if listen == "" {
+		listen = DefaultListen
+	}
+	var err error
+	if c.Listen, err = ParseListenAddr(listen); err != nil {
+		badListen("listen", err)
+	}
+	if f.ProxyListen != "" {
+		if c.ProxyListen, err = ParseListenAddr(f.ProxyListen); err != nil {
+			badListen("proxy_listen", err)
+		}
+	}
+	if f.SocketMode != "" {
+		m, err := strconv.ParseUint(f.SocketMode, 8, 32)
+		if err != nil || m > 0o777 {
+			bad("socket_mode: %q is not an octal file mode like \"0660\"", f.SocketMode)
+		} else if m&0o007 != 0 {
+			bad("socket_mode: %q lets every local user reach the agent's credentials", f.SocketMode)
+		} else {
+			c.SocketMode = fs.FileMode(m)
+		}
+	}
+	if f.WorkloadAPI != "" && !strings.HasPrefix(f.WorkloadAPI, "unix:") && !strings.HasPrefix(f.WorkloadAPI, "tcp:") {
+		bad("workload_api: %q is not a unix:// or tcp:// address", f.WorkloadAPI)
+	}
+	if f.SPIFFEID != "" {
+		if c.SPIFFEID, err = spiffeid.FromString(f.SPIFFEID); err != nil {
+			bad("spiffe_id: %v", err)
+		}
+	}
+	if f.Server != nil {
+		if _, _, err := net.SplitHostPort(f.Server.Address); err != nil {
+			bad("server.address: %q is not host:port", f.Server.Address)
+		}
+		c.Server.Address = f.Server.Address
+		if c.Server.SPIFFEID, err = spiffeid.FromString(f.Server.SPIFFEID); err != nil {
+			bad("server.spiffe_id: %v", err)
+		}
+	}
+	seen := map[string]string{}
+	for i, r := range f.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		route := Route{Name: r.Name, Upstream: r.Upstream, Audience: r.Audience}
+		for j, h := range append([]string{r.Name}, r.Hosts...) {
+			field := key + ".name"
+			if j > 0 {
+				field = fmt.Sprintf("%s.hosts[%d]", key, j-1)
+			}
+			if !routeName.MatchString(h) {
+				bad("%s: %q is not a lower-case host name", field, h)
+				continue
+			}
+			if prev, dup := seen[h]; dup {
+				bad("%s: %q is already routed by %s", field, h, prev)
+				continue
+			}
+			seen[h] = field
+			if j > 0 {
+				route.Hosts = append(route.Hosts, h)
+			}
+		}
+		if host, port, err := net.SplitHostPort(r.Upstream); err != nil || host == "" || port == "" {
+			bad("%s.upstream: %q is not host:port", key, r.Upstream)
+		}
+		if route.SPIFFEID, err = spiffeid.FromString(r.SPIFFEID); err != nil {
+			bad("%s.spiffe_id: %v", key, err)
+		}
+		if route.Audience == "" && !route.SPIFFEID.IsZero() {
+			route.Audience = route.SPIFFEID.String()
+		}
+		if len(route.Audience) > 2048 {
+			bad("%s.audience: longer than 2048 bytes", key)
+		}
+		c.Routes = append(c.Routes, route)
+	}
+	if len(f.Routes) > 0 && f.ProxyListen == "" {
+		bad("routes: set proxy_listen, or the routes are never used")
+	}
+	if f.ProxyListen != "" && len(f.Routes) == 0 {
+		bad("proxy_listen: the proxy has no routes")
+	}
+	if !c.Listen.IsZero() && c.Listen == c.ProxyListen && !strings.HasSuffix(c.Listen.address, ":0") {
+		bad("proxy_listen: same address as listen")
+	}
+	switch {
+	case c.MaxBodyBytes == 0:
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > maxMaxBodyBytes:
+		bad("max_body_bytes: %d outside 1024..%d", c.MaxBodyBytes, maxMaxBodyBytes)
+	}
+	switch {
+	case c.RequestTimeout == 0:
+		c.RequestTimeout = DefaultRequestTimeout
+	case c.RequestTimeout < 0 || c.RequestTimeout > 5*time.Minute:
+		bad("request_timeout: %v outside 0..5m", c.RequestTimeout)
+	}
+	if len(errs) > 0 {
+		err := &configError{msg: ErrInvalidConfig.Error() + ": " + strings.Join(errs, "; "), causes: []error{ErrInvalidConfig}}
+		if notLoopback {
+			err.causes = append(err.causes, ErrNotLoopback)
+		}
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// configError lists every problem of a file; it is ErrInvalidConfig, and
+// also ErrNotLoopback when a listen address was refused.
+type configError struct {
+	msg    string
+	causes []error
+}
+
+func (e *configError) Error() string   { return e.msg }
+func (e *configError) Unwrap() []error { return e.causes }

@@ -1,0 +1,42 @@
+// Package sidecar is agentid-sidecar: it gives an agent that does not speak
+// SPIFFE its agentid identity over plain local HTTP. It runs beside the
+// agent (a container in the same pod, a process on the same host), holds
+// the agent's X509-SVID from the SPIRE Workload API, and offers two things:
+//
+//   - a local JSON API: the agent's identity, delegated JWT-SVIDs
+//     (GET /v1/token?audience=…&delegation=…), and creating, sub-delegating
+//     and revoking delegations at agentid-server;
+//   - an egress proxy: the agent sends plain HTTP with an
+//     X-Agentid-Delegation header to a route name (as the Host, or through
+//     HTTP_PROXY); the sidecar dials the route's upstream with mTLS, checks
+//     its SPIFFE ID, attaches the delegated JWT-SVID as a bearer token and
+//     strips whatever Authorization or X-Agentid-* header the agent sent.
+//
+// Start it from a configuration file:
+//
+//	config, err := sidecar.LoadConfig("/etc/agentid/sidecar.yaml")
+//	config.Log = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+//	err = sidecar.Run(ctx, config)
+//
+// # Security
+//
+// Whoever can reach the sidecar acts as the agent. It therefore listens
+// only on a unix socket (mode 0660 by default, never world-accessible) or a
+// loopback address: ParseListenAddr refuses everything else, host names
+// included, and the bound address is checked again after binding. Requests
+// carrying an Origin header or a non-loopback Host are refused, so a web
+// page the agent opens cannot drive the API (CSRF, DNS rebinding). Request
+// bodies are bounded and decoded strictly. User tokens are forwarded to
+// agentid-server and never logged or echoed.
+//
+// # Errors
+//
+// Every error answer is JSON {"error": code, "message": text}. Token
+// failures map as agentclient classifies them: a delegation SPIRE refused
+// (unknown, revoked, expired, another agent's) is 403 delegation_denied;
+// SPIRE unreachable is 503 spire_unavailable. agentid-server's gRPC codes
+// map to 400/401/403/404/409/503. The proxy answers 502 unknown_route for a
+// host it has no route for and 502 upstream_identity_mismatch when the
+// upstream presents another SPIFFE ID; the upstream's own answers pass
+// through unchanged. The README of cmd/agentid-sidecar lists every code.
+package sidecar

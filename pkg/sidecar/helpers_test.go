@@ -1,0 +1,225 @@
+package sidecar_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/agentid/agentid/pkg/agentclient/agentclienttest"
+	"github.com/agentid/agentid/pkg/internal/testca"
+	"github.com/agentid/agentid/pkg/server/servertest"
+	"github.com/agentid/agentid/pkg/sidecar"
+	"github.com/agentid/agentid/pkg/verify"
+	"github.com/agentid/agentid/pkg/verify/httpmw"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+)
+
+// fixture: a real agentid-server, a fake SPIRE reading its store, the
+// orchestrator's sidecar, and upstream services.
+type fixture struct {
+	env      *servertest.Env
+	auth     *agentclienttest.Authority
+	wl       *agentclienttest.WorkloadAPI
+	sc       *sidecar.Sidecar
+	crm      *upstream
+	impostor *upstream
+	api      string // http://127.0.0.1:port
+	proxy    string
+	client   *http.Client
+}
+
+// upstream is an mTLS service presenting id that authenticates agent calls
+// with pkg/verify and echoes what it saw.
+type upstream struct {
+	addr string
+	hits atomic.Int64
+}
+
+// seen is what the upstream answers.
+type seen struct {
+	Agent   string              `json:"agent"`
+	User    string              `json:"user"`
+	Scopes  string              `json:"scopes"`
+	Chain   []string            `json:"chain"`
+	Host    string              `json:"host"`
+	Path    string              `json:"path"`
+	Agentid map[string][]string `json:"agentid_headers"`
+	Other   string              `json:"x_other"`
+	XFCC    string              `json:"xfcc"`
+}
+
+func startUpstream(tb testing.TB, env *servertest.Env, auth *agentclienttest.Authority, id spiffeid.ID) *upstream {
+	tb.Helper()
+	v, err := verify.New(verify.Config{
+		Bundles: auth.JWTBundle(), Audiences: []string{servertest.Verifier.String()},
+		TrustDomains: []spiffeid.TrustDomain{servertest.TD},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mw, err := httpmw.New(httpmw.Config{Verifier: v})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u := &upstream{}
+	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		if d, err := time.ParseDuration(r.URL.Query().Get("work")); err == nil {
+			time.Sleep(d) // stands for the upstream's own work (benchmarks)
+		}
+		p, _ := httpmw.PrincipalFrom(r)
+		out := seen{Agent: p.Agent.String(), User: p.User.Subject(), Scopes: p.Scopes.String(), Host: r.Host, Path: r.URL.RequestURI(),
+			Agentid: map[string][]string{}, Other: r.Header.Get("X-Other"), XFCC: r.Header.Get("X-Forwarded-Client-Cert")}
+		for _, c := range p.Delegation.Chain {
+			out.Chain = append(out.Chain, c.String())
+		}
+		for k, v := range r.Header {
+			if strings.HasPrefix(strings.ToLower(k), "x-agentid-") {
+				out.Agentid[k] = v
+			}
+		}
+		json.NewEncoder(w).Encode(out)
+	}))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0),
+		TLSConfig: verify.ServerTLSConfig(testca.Source{SVID: env.CA.SVID(tb, id)}, env.CA, tlsconfig.AuthorizeMemberOf(servertest.TD))}
+	go srv.ServeTLS(l, "", "")
+	tb.Cleanup(func() { srv.Close() })
+	u.addr = l.Addr().String()
+	return u
+}
+
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	env := servertest.Start(tb)
+	f := &fixture{env: env, client: &http.Client{Timeout: 10 * time.Second}}
+	f.auth = agentclienttest.NewAuthority(tb, agentclienttest.AuthorityConfig{CA: env.CA, Delegations: env.Store.GetDelegation})
+	f.wl = f.auth.Serve(tb, servertest.Orchestrator)
+	f.crm = startUpstream(tb, env, f.auth, servertest.Verifier)
+	f.impostor = startUpstream(tb, env, f.auth, servertest.Stranger)
+	config, err := sidecar.ParseConfig([]byte(fmt.Sprintf(`
+listen: 127.0.0.1:0
+proxy_listen: 127.0.0.1:0
+workload_api: %s
+server:
+  address: %s
+  spiffe_id: %s
+routes:
+  - name: crm
+    hosts: [crm.example.org]
+    upstream: %s
+    spiffe_id: %s
+  - name: impostor
+    upstream: %s
+    spiffe_id: %s
+  - name: down
+    upstream: 127.0.0.1:1
+    spiffe_id: %s
+`, f.wl.Addr, env.MTLSAddr, servertest.ServerID, f.crm.addr, servertest.Verifier, f.impostor.addr, servertest.Verifier, servertest.Verifier)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.sc, err = sidecar.Start(servertest.Ctx(tb), config)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.sc.Close() })
+	f.api = "http://" + f.sc.APIAddr().String()
+	f.proxy = "http://" + f.sc.ProxyAddr().String()
+	return f
+}
+
+// response is a decoded answer.
+type response struct {
+	status int
+	body   []byte
+}
+
+func (r response) errorBody(tb testing.TB) sidecar.ErrorBody {
+	tb.Helper()
+	var e sidecar.ErrorBody
+	if err := json.Unmarshal(r.body, &e); err != nil {
+		tb.Fatalf("error body %q: %v", r.body, err)
+	}
+	return e
+}
+
+func (r response) decode(tb testing.TB, v any) {
+	tb.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		tb.Fatalf("body %q: %v", r.body, err)
+	}
+}
+
+// do sends a request; body, when not nil, is JSON-encoded unless it is a
+// string, and headers are "Key: value" pairs.
+func (f *fixture) do(tb testing.TB, method, url string, body any, headers ...string) response {
+	tb.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		if k == "Host" {
+			req.Host = v
+			continue
+		}
+		req.Header.Add(k, v)
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return response{status: resp.StatusCode, body: b}
+}
+
+// delegate creates alice's delegation to the orchestrator through the API.
+func (f *fixture) delegate(tb testing.TB) string {
+	tb.Helper()
+	r := f.do(tb, "POST", f.api+"/v1/delegations", map[string]any{
+		"user_token": f.env.AliceToken(tb), "scopes": []string{"campaigns:read", "compliance:check"}, "ttl": "30m", "intent": "check Q3",
+	})
+	if r.status != http.StatusCreated {
+		tb.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var out struct {
+		Delegation struct {
+			ID string `json:"id"`
+		} `json:"delegation"`
+	}
+	r.decode(tb, &out)
+	return out.Delegation.ID
+}

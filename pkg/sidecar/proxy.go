@@ -1,0 +1,145 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/agentid/agentid/pkg/agentclient"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+)
+
+// DelegationHeader names the delegation a proxied request acts under. The
+// proxy removes it, with every other X-Agentid-* header and any
+// Authorization the agent sent, before the request leaves.
+const DelegationHeader = "X-Agentid-Delegation"
+
+// headerPrefix marks agentid's headers: an agent must not be able to send
+// one upstream, where a service or mesh filter could take it for an
+// identity asserted by agentid.
+const headerPrefix = "X-Agentid-"
+
+type routeHandler struct {
+	route Route
+	rp    *httputil.ReverseProxy
+}
+
+// bufferPool recycles the proxy's copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+func (s *Sidecar) proxyHandler() (http.Handler, error) {
+	routes := make(map[string]*routeHandler)
+	pool := &bufferPool{}
+	for _, r := range s.config.Routes {
+		tr, err := agentclient.NewTransport(agentclient.TransportConfig{
+			SVIDs: s.agent.SVIDs(), Bundles: s.agent.Bundles(), Authorizer: tlsconfig.AuthorizeID(r.SPIFFEID),
+			Tokens: s.agent.Tokens(), Audience: r.Audience,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.proxyTransport = append(s.proxyTransport, tr)
+		target := &url.URL{Scheme: "https", Host: r.Upstream}
+		h := &routeHandler{route: r}
+		h.rp = &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				pr.SetURL(target)
+				for k := range pr.Out.Header {
+					if strings.HasPrefix(http.CanonicalHeaderKey(k), headerPrefix) {
+						delete(pr.Out.Header, k)
+					}
+				}
+				pr.Out.Header.Del("Authorization")
+				pr.Out.Header.Del("Proxy-Authorization")
+				// Envoy's client-certificate header: an upstream behind a
+				// mesh proxy that forwards it must never see one the
+				// agent wrote.
+				pr.Out.Header.Del("X-Forwarded-Client-Cert")
+				// The transport attaches the delegated token (from the
+				// context) after this, so nothing the agent sent survives.
+			},
+			Transport:    tr,
+			BufferPool:   pool,
+			ErrorHandler: s.proxyError(r),
+			ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		for _, host := range append([]string{r.Name}, r.Hosts...) {
+			routes[host] = h
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodConnect {
+			writeError(w, http.StatusMethodNotAllowed, codeConnectUnsupported, "sidecar: CONNECT is not supported; send plain HTTP and the proxy upgrades it to mTLS")
+			return
+		}
+		host := req.Host
+		if req.URL.IsAbs() {
+			host = req.URL.Host // absolute-form, as from HTTP_PROXY clients
+		}
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		host = strings.ToLower(host)
+		h, ok := routes[host]
+		if !ok {
+			writeError(w, http.StatusBadGateway, codeUnknownRoute, fmt.Sprintf("sidecar: no route for host %q", truncate(host)))
+			return
+		}
+		ctx := req.Context()
+		if vals := req.Header.Values(DelegationHeader); len(vals) > 0 {
+			if len(vals) > 1 {
+				writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: more than one "+DelegationHeader+" header")
+				return
+			}
+			id, err := delegation.ParseID(strings.TrimSpace(vals[0]))
+			if err != nil {
+				writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: "+DelegationHeader+": "+err.Error())
+				return
+			}
+			ctx = agentclient.WithDelegation(ctx, id)
+		}
+		h.rp.ServeHTTP(w, req.WithContext(ctx))
+	}), nil
+}
+
+// proxyError answers a request the proxy could not complete.
+func (s *Sidecar) proxyError(r Route) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, req *http.Request, err error) {
+		switch {
+		case errors.Is(err, agentclient.ErrInvalidRequest):
+			writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
+		case errors.Is(err, agentclient.ErrDelegationDenied):
+			writeError(w, http.StatusForbidden, codeDelegationDenied, err.Error())
+		case errors.Is(err, agentclient.ErrNoIdentity):
+			writeError(w, http.StatusServiceUnavailable, codeNoIdentity, err.Error())
+		case errors.Is(err, agentclient.ErrUnavailable):
+			writeError(w, http.StatusServiceUnavailable, codeSPIREUnavailable, err.Error())
+		case errors.Is(err, agentclient.ErrPeerNotAuthorized):
+			s.log.Error("Upstream presented an unexpected SPIFFE ID", "route", r.Name, "expected", r.SPIFFEID.String(), "error", err.Error())
+			writeError(w, http.StatusBadGateway, codeUpstreamIdentity,
+				fmt.Sprintf("sidecar: upstream of route %q did not present %s", r.Name, r.SPIFFEID))
+		case errors.Is(err, context.Canceled):
+			w.WriteHeader(499) // the agent went away; nobody reads this
+		default:
+			s.log.Warn("Upstream request failed", "route", r.Name, "error", err.Error())
+			writeError(w, http.StatusBadGateway, codeUpstreamError, fmt.Sprintf("sidecar: upstream of route %q: %v", r.Name, err))
+		}
+	}
+}

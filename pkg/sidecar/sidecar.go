@@ -1,0 +1,173 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/agentid/agentid/pkg/agentclient"
+)
+
+// Sidecar is a running agentid-sidecar: the local API and, when routes are
+// configured, the egress proxy, both on the agent's identity.
+type Sidecar struct {
+	config Config
+	log    *slog.Logger
+	agent  *agentclient.Agent
+	server *agentclient.ServerClient // nil when no server is configured
+
+	api, proxy     *http.Server
+	apiL, proxyL   net.Listener
+	wg             sync.WaitGroup
+	closeOnce      sync.Once
+	closeErr       error
+	serveErrs      chan error
+	proxyTransport []*agentclient.Transport
+}
+
+// Start checks the listen addresses, connects to the Workload API (waiting,
+// within ctx, for the agent's X509-SVID), binds the listeners and serves in
+// the background until Close.
+func Start(ctx context.Context, config Config) (*Sidecar, error) {
+	// Refuse a bad bind before touching anything else.
+	if config.Listen.IsZero() {
+		return nil, fmt.Errorf("%w: listen: not configured", ErrNotLoopback)
+	}
+	if len(config.Routes) > 0 && config.ProxyListen.IsZero() {
+		return nil, fmt.Errorf("%w: routes without proxy_listen", ErrInvalidConfig)
+	}
+	log := config.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	agent, err := agentclient.New(ctx, agentclient.Config{WorkloadAPIAddr: config.WorkloadAPI, ID: config.SPIFFEID, Clock: config.Clock})
+	if err != nil {
+		return nil, err
+	}
+	s := &Sidecar{config: config, log: log, agent: agent, serveErrs: make(chan error, 2)}
+	fail := func(err error) (*Sidecar, error) {
+		s.shutdown(context.Background())
+		return nil, err
+	}
+	if config.Server.Address != "" {
+		if s.server, err = agent.DialServer(config.Server.Address, config.Server.SPIFFEID); err != nil {
+			return fail(err)
+		}
+	}
+	apiHandler := s.apiHandler()
+	var proxyHandler http.Handler
+	if !config.ProxyListen.IsZero() {
+		if proxyHandler, err = s.proxyHandler(); err != nil {
+			return fail(err)
+		}
+	}
+	if s.apiL, err = config.Listen.listen(config.SocketMode); err != nil {
+		return fail(err)
+	}
+	s.api = newServer(apiHandler, log)
+	s.serve(s.api, s.apiL)
+	if proxyHandler != nil {
+		if s.proxyL, err = config.ProxyListen.listen(config.SocketMode); err != nil {
+			return fail(err)
+		}
+		s.proxy = newServer(proxyHandler, log)
+		s.serve(s.proxy, s.proxyL)
+	}
+	log.Info("Sidecar started", "spiffe_id", agent.ID().String(), "listen", s.apiL.Addr().String(),
+		"proxy_listen", addrString(s.proxyL), "routes", len(config.Routes))
+	return s, nil
+}
+
+// Run starts the sidecar and serves until ctx ends or a listener fails.
+func Run(ctx context.Context, config Config) error {
+	s, err := Start(ctx, config)
+	if err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-s.serveErrs:
+	}
+	return errors.Join(serveErr, s.Close())
+}
+
+func newServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
+func (s *Sidecar) serve(srv *http.Server, l net.Listener) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.serveErrs <- fmt.Errorf("sidecar: serve %s: %w", l.Addr(), err)
+		}
+	}()
+}
+
+func addrString(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+// APIAddr is the API listener's address.
+func (s *Sidecar) APIAddr() net.Addr { return s.apiL.Addr() }
+
+// ProxyAddr is the egress proxy's address, nil without a proxy.
+func (s *Sidecar) ProxyAddr() net.Addr {
+	if s.proxyL == nil {
+		return nil
+	}
+	return s.proxyL.Addr()
+}
+
+// Agent is the sidecar's agent identity.
+func (s *Sidecar) Agent() *agentclient.Agent { return s.agent }
+
+// Close stops the listeners, waits up to five seconds for requests in
+// flight, and releases the Workload API and server connections.
+func (s *Sidecar) Close() error {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.closeErr = s.shutdown(ctx)
+	})
+	return s.closeErr
+}
+
+func (s *Sidecar) shutdown(ctx context.Context) error {
+	var errs []error
+	for _, srv := range []*http.Server{s.api, s.proxy} {
+		if srv != nil {
+			errs = append(errs, srv.Shutdown(ctx))
+		}
+	}
+	for _, l := range []net.Listener{s.apiL, s.proxyL} {
+		if l != nil {
+			l.Close() // unix sockets: removes the file
+		}
+	}
+	s.wg.Wait()
+	for _, t := range s.proxyTransport {
+		t.CloseIdleConnections()
+	}
+	if s.server != nil {
+		errs = append(errs, s.server.Close())
+	}
+	errs = append(errs, s.agent.Close())
+	return errors.Join(errs...)
+}
