@@ -56,6 +56,24 @@ generate-check: ## fail when generated code differs from what is committed
 tidy-check: ## fail when go.mod/go.sum are not tidy
 	$(GO) mod tidy -diff
 
+.PHONY: chart-test
+chart-test: ## helm lint/template the chart and check every manifest (Helm v3.22.0 as a pinned go tool; part of unit)
+	$(GO) test -count=1 -timeout 20m ./test/chart/...
+
+.PHONY: checksums checksums-check
+checksums: ## rebuild the SPIRE plugins reproducibly; pin their sha256 in the chart and examples
+	GO=$(GO) ./charts/images/checksums.sh write
+
+checksums-check: ## fail when the pinned plugin checksums differ from a fresh build
+	GO=$(GO) ./charts/images/checksums.sh check
+
+IMAGE_REGISTRY ?= ghcr.io/agentid
+IMAGE_TAG ?= dev
+PLATFORMS ?= linux/amd64
+.PHONY: images
+images: ## build the images with docker buildx (needs a docker engine; not run in CI)
+	IMAGE_REGISTRY=$(IMAGE_REGISTRY) IMAGE_TAG=$(IMAGE_TAG) PLATFORMS=$(PLATFORMS) ./charts/images/images.sh
+
 .PHONY: bench
 bench: ## run benchmarks (BENCH, BENCHPKGS, BENCHTIME select)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(BENCHPKGS)
