@@ -120,6 +120,7 @@ func (a *auditService) RecordTokenIssuance(ctx context.Context, req *auditv1.Rec
 		return nil, status.Errorf(codes.InvalidArgument, "issuances: 1..%d records per call", MaxIssuanceBatch)
 	}
 	events := make([]audit.Event, 0, len(recs))
+	users := map[delegation.ID]string{} // one lookup per delegation per batch
 	for i, r := range recs {
 		field := func(name string) string { return "issuances[" + strconv.Itoa(i) + "]." + name }
 		id, err := delegation.ParseID(r.GetDelegationId())
@@ -157,11 +158,16 @@ func (a *auditService) RecordTokenIssuance(ctx context.Context, req *auditv1.Rec
 				"recorded_by": c.String(),
 			},
 		}
-		if d, err := a.s.store.GetDelegation(ctx, id); err == nil {
-			ev.User = d.User.String()
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, a.s.storeError("read delegation", err)
+		user, seen := users[id]
+		if !seen {
+			if d, err := a.s.store.GetDelegation(ctx, id); err == nil {
+				user = d.User.String()
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return nil, a.s.storeError("read delegation", err)
+			}
+			users[id] = user
 		}
+		ev.User = user
 		events = append(events, ev)
 	}
 	if err := a.s.store.AppendEvents(ctx, events...); err != nil {

@@ -111,14 +111,33 @@ func (a *auditor) run() {
 	}
 }
 
-// collect makes a batch of first and whatever else is queued.
+// collect makes a batch of first and what arrives within the linger time
+// (or is already queued), up to maxAuditBatch. It never waits once the
+// sender is stopping.
 func (a *auditor) collect(first *auditv1.TokenIssuance) []*auditv1.TokenIssuance {
 	batch := []*auditv1.TokenIssuance{first}
+	var linger <-chan time.Time
+	if a.tuning.auditLinger > 0 {
+		t := time.NewTimer(a.tuning.auditLinger)
+		defer t.Stop()
+		linger = t.C
+	}
 	for len(batch) < maxAuditBatch {
 		select {
 		case rec := <-a.queue:
 			batch = append(batch, rec)
+			continue
 		default:
+		}
+		if linger == nil {
+			return batch
+		}
+		select {
+		case rec := <-a.queue:
+			batch = append(batch, rec)
+		case <-linger:
+			return batch
+		case <-a.stopCh:
 			return batch
 		}
 	}

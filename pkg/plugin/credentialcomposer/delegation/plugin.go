@@ -57,6 +57,11 @@ type tuning struct {
 	// auditTimeout bounds one RecordTokenIssuance call; flushTimeout bounds
 	// sending the queue when the plugin stops.
 	auditTimeout, flushTimeout time.Duration
+	// auditLinger is how long the sender waits for more records after the
+	// first of a batch. Each batch is one RPC and one fsync'd commit at
+	// agentid-server, so a short wait turns a stream of tokens into a few
+	// large batches; the queue bounds what can be pending meanwhile.
+	auditLinger time.Duration
 }
 
 var defaultTuning = tuning{
@@ -67,6 +72,7 @@ var defaultTuning = tuning{
 	sweepGrace:    10 * time.Minute,
 	auditTimeout:  5 * time.Second,
 	flushTimeout:  2 * time.Second,
+	auditLinger:   100 * time.Millisecond,
 }
 
 var (
