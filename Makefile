@@ -30,6 +30,10 @@ build: ## build every binary into ./bin
 .PHONY: test
 test: unit e2e ## run every test: unit, then end to end on real SPIRE and Hydra (the README's test command; CI runs it)
 
+.PHONY: demo
+demo: tools ## the main job: on real SPIRE and Hydra, a user delegates to an agent, it calls a service, sub-delegates, the user revokes
+	$(GO) run ./test/demo
+
 .PHONY: unit
 unit: ## run the unit and integration tests (no outside programs)
 	$(GO) test -count=1 -timeout 20m $(PKGS)

@@ -1,0 +1,36 @@
+// Package e2e is agentid's end-to-end suite: the whole story on real parts,
+// no fakes. SPIRE v1.13.3's spire-server runs agentid-composer,
+// spire-agent runs agentid-attestor, agentid-server reconciles the declared
+// agents into SPIRE entries and takes users' ID tokens from Ory Hydra, a
+// real OpenID provider; the example agents and the example service are the
+// programs under examples/, started as processes of their own and attested
+// by their signed manifests.
+//
+// TestScenario brings one stack up (test/e2e/stack) and walks the issue's
+// steps in order as subtests, each building on the one before:
+//
+//  1. declared agents appear as SPIRE entries; an agent process gets its
+//     X509-SVID through the attestor;
+//  2. a user's ID token becomes a delegation; the Go agent fetches a
+//     delegated JWT-SVID and calls the service over mTLS; the service
+//     answers with agent, user, scopes and chain;
+//  3. the same through the sidecar for the Python agent;
+//  4. sub-delegation narrows, never widens;
+//  5. no agent gets another's delegated token; a tampered manifest earns no
+//     identity;
+//  6. revoking the root stops new tokens and, through the watch stream,
+//     the tokens already issued;
+//  7. a verifier outside SPIFFE checks a delegated token with the JWKS of
+//     SPIRE's oidc-discovery-provider;
+//  8. agentid-server killed with SIGKILL and restarted loses nothing; the
+//     composer fails closed while it is down.
+//
+// A step that fails skips the ones after it, which need its state. Every
+// wait is bounded and its failure names what did not happen; the logs of
+// the programs involved are printed when the test fails.
+//
+// The suite needs the e2e build tag and the SPIRE and Hydra binaries
+// (built on first use, or by `make tools`):
+//
+//	go test -count=1 -tags e2e -run TestScenario -v ./test/e2e/
+package e2e
