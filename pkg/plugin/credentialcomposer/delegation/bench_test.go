@@ -213,7 +213,7 @@ func BenchmarkCompose(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		req.Attributes.Claims.Fields["aud"] = aud
-		if err := p.compose(st, analyst, req.Attributes.Claims); err != nil {
+		if err := p.compose(context.Background(), st, analyst, req.Attributes.Claims); err != nil {
 			b.Fatal(err)
 		}
 		<-st.rt.audit.queue

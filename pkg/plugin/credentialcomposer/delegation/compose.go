@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/claims"
+	domain "github.com/agentid/agentid/pkg/delegation"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	credentialcomposerv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/credentialcomposer/v1"
@@ -47,7 +48,7 @@ const (
 // send); Unavailable (replica not ready or stale); PermissionDenied
 // (unknown, foreign, revoked or expired delegation); ResourceExhausted
 // (audit queue full); FailedPrecondition (not configured).
-func (p *Plugin) ComposeWorkloadJWTSVID(_ context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (*credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, error) {
+func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (*credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, error) {
 	st, err := p.getState()
 	if err != nil {
 		return nil, err
@@ -56,7 +57,7 @@ func (p *Plugin) ComposeWorkloadJWTSVID(_ context.Context, req *credentialcompos
 	if attributes.GetClaims() == nil {
 		return nil, status.Error(codes.InvalidArgument, "composer: request missing attributes")
 	}
-	if err := p.compose(st, req.GetSpiffeId(), attributes.Claims); err != nil {
+	if err := p.compose(ctx, st, req.GetSpiffeId(), attributes.Claims); err != nil {
 		return nil, status.Error(codeOf(err), err.Error())
 	}
 	return &credentialcomposerv1.ComposeWorkloadJWTSVIDResponse{Attributes: attributes}, nil
@@ -64,8 +65,9 @@ func (p *Plugin) ComposeWorkloadJWTSVID(_ context.Context, req *credentialcompos
 
 // compose does the work of ComposeWorkloadJWTSVID on the claims, in place.
 // Nothing in it waits on the network: the lookup is a read-locked map
-// access, the audit record a non-blocking enqueue.
-func (p *Plugin) compose(st *state, spiffeID string, c *structpb.Struct) error {
+// access (waiting at most unknownWait for the replica to catch up on an
+// unknown id), the audit record a non-blocking enqueue.
+func (p *Plugin) compose(ctx context.Context, st *state, spiffeID string, c *structpb.Struct) error {
 	fields := c.GetFields()
 	aud, ok := stringList(fields[claimAud])
 	if !ok {
@@ -100,11 +102,11 @@ func (p *Plugin) compose(st *state, spiffeID string, c *structpb.Struct) error {
 		return fmt.Errorf("%w: exp claim is missing or not a number", errBadRequest)
 	}
 
-	now := p.now()
-	d, err := st.rt.replica.lookup(id, sub, now, st.config.maxStaleness)
+	d, err := p.lookup(ctx, st, id, sub)
 	if err != nil {
 		return err
 	}
+	now := p.now()
 	// A JWT's exp is in whole seconds; never past the delegation's expiry.
 	exp = math.Min(math.Floor(exp), float64(d.ExpiresAt.Unix()))
 	expiresAt := time.Unix(int64(exp), 0)
@@ -196,5 +198,34 @@ func codeOf(err error) codes.Code {
 		return codes.ResourceExhausted
 	default:
 		return codes.InvalidArgument
+	}
+}
+
+// lookup asks the replica, and when it does not know id yet, waits for its
+// next updates up to tuning.unknownWait: a delegation created a moment ago
+// may still be on its way down the watch stream. Every other answer is
+// final at once.
+func (p *Plugin) lookup(ctx context.Context, st *state, id domain.ID, sub spiffeid.ID) (*domain.Delegation, error) {
+	deadline := time.Now().Add(p.tuning.unknownWait)
+	for {
+		changed := st.rt.replica.changes()
+		d, err := st.rt.replica.lookup(id, sub, p.now(), st.config.maxStaleness)
+		if !errors.Is(err, ErrUnknownDelegation) {
+			return d, err
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return nil, err
+		}
+		timer := time.NewTimer(remaining)
+		select {
+		case <-changed:
+			timer.Stop()
+		case <-timer.C:
+			return nil, err
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, err
+		}
 	}
 }

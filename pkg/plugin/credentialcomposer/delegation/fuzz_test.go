@@ -1,6 +1,7 @@
 package composer
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"strings"
@@ -81,7 +82,7 @@ func FuzzCompose(f *testing.F) {
 			<-rt.audit.queue
 		}
 		sub := s.GetFields()["sub"].GetStringValue()
-		if err := p.compose(st, sub, s); err != nil {
+		if err := p.compose(context.Background(), st, sub, s); err != nil {
 			if !proto.Equal(before, s) {
 				t.Fatalf("claims changed on error %v", err)
 			}

@@ -62,6 +62,13 @@ type tuning struct {
 	// agentid-server, so a short wait turns a stream of tokens into a few
 	// large batches; the queue bounds what can be pending meanwhile.
 	auditLinger time.Duration
+	// unknownWait bounds how long a lookup of an id the replica does not
+	// hold waits for the watch stream to bring it. agentid-server answers
+	// CreateDelegation once its transaction commits and the change reaches
+	// the replica a moment later: an agent that fetches its token at once
+	// must not be refused for that. The wait is on the replica's own update
+	// signal, never on the network.
+	unknownWait time.Duration
 }
 
 var defaultTuning = tuning{
@@ -73,6 +80,7 @@ var defaultTuning = tuning{
 	auditTimeout:  5 * time.Second,
 	flushTimeout:  2 * time.Second,
 	auditLinger:   100 * time.Millisecond,
+	unknownWait:   500 * time.Millisecond,
 }
 
 var (

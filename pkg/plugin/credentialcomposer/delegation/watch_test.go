@@ -291,3 +291,36 @@ func convertAll(t testing.TB, pbs ...*delegationv1.Delegation) []*domain.Delegat
 	}
 	return out
 }
+
+// TestUnknownWaitsForTheStream: a delegation created a moment before the
+// agent fetches its token may still be on its way down the watch stream; the
+// lookup waits for it (bounded), and an id that never comes is refused when
+// the bound passes.
+func TestUnknownWaitsForTheStream(t *testing.T) {
+	srv := startFakeServer(t, "", pbDelegation(rootID, ""))
+	h := newHarness(t, srv, "")
+	h.plugin.tuning.unknownWait = 5 * time.Second
+	h.waitRevision(t, 1)
+
+	done := make(chan error, 1)
+	go func() { done <- h.compose(t, orchestrator, otherID) }()
+	// Create only once the lookup is (very likely) waiting.
+	time.Sleep(50 * time.Millisecond)
+	srv.create(pbDelegation(otherID, ""))
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("lookup did not find the delegation that arrived while it waited: %v", err)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("lookup did not return after the delegation arrived")
+	}
+
+	h.plugin.tuning.unknownWait = 100 * time.Millisecond
+	start := time.Now()
+	checkStatus(t, h.compose(t, orchestrator, "dlg_00000000000000000000000000"), codes.PermissionDenied,
+		"composer: unknown delegation: dlg_00000000000000000000000000")
+	if waited := time.Since(start); waited < 100*time.Millisecond || waited > 2*time.Second {
+		t.Fatalf("unknown id waited %s, want about the 100ms bound", waited)
+	}
+}
