@@ -119,7 +119,16 @@ func TestUpdateWithMaskAndRestart(t *testing.T) {
 	srv.Start()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	list, err := client.ListEntries(ctx, &entryv1.ListEntriesRequest{}, grpc.WaitForReady(true))
+	// The client may still hold the connection the restart closed: an RPC
+	// sent on it fails with Unavailable before gRPC notices, so retry that
+	// (and only that) until the deadline.
+	var list *entryv1.ListEntriesResponse
+	for {
+		list, err = client.ListEntries(ctx, &entryv1.ListEntriesRequest{}, grpc.WaitForReady(true))
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
