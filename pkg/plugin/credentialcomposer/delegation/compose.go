@@ -118,13 +118,9 @@ func (p *Plugin) compose(ctx context.Context, st *state, spiffeID string, c *str
 		issuedAt = time.Unix(int64(iat), 0)
 	}
 
-	added := claims.FromDelegation(d).Map()
-	values := make(map[string]*structpb.Value, len(added))
-	for k, v := range added {
-		if values[k], err = structpb.NewValue(v); err != nil {
-			// Map returns only strings, lists of strings and objects.
-			return fmt.Errorf("composer: failed to encode claim %s: %w", k, err)
-		}
+	values, err := p.claims.get(d)
+	if err != nil {
+		return err
 	}
 
 	if err := st.rt.audit.enqueue(&auditv1.TokenIssuance{

@@ -109,6 +109,7 @@ type Plugin struct {
 
 	now    func() time.Time
 	tuning tuning
+	claims claimCache
 
 	// configMu serialises Configure and Close; it also guards log.
 	configMu sync.Mutex
