@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/agentid/agentid/pkg/server/config"
+	"github.com/agentid/agentid/pkg/store"
 	agentv1 "github.com/agentid/agentid/proto/agentid/agent/v1"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
@@ -58,10 +59,7 @@ func (a *agentService) states() map[string]AgentSync {
 // token is the index of the next agent: the declared set only changes with a
 // restart, so an index is stable for a client's paging.
 func (a *agentService) ListAgents(ctx context.Context, req *agentv1.ListAgentsRequest) (*agentv1.ListAgentsResponse, error) {
-	c, err := callerFrom(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "caller not identified")
-	}
+	c := callerOf(ctx)
 	if !a.s.access.isReader(c) {
 		return nil, status.Error(codes.PermissionDenied, "caller may not read agents")
 	}
@@ -70,10 +68,12 @@ func (a *agentService) ListAgents(ctx context.Context, req *agentv1.ListAgentsRe
 		return nil, status.Error(codes.InvalidArgument, "page_size: must not be negative")
 	}
 	if size == 0 {
-		size = 100
+		size = store.DefaultPageSize
 	}
+	size = min(size, store.MaxPageSize)
 	start := 0
 	if tok := req.GetPageToken(); tok != "" {
+		var err error
 		if start, err = strconv.Atoi(tok); err != nil || start < 0 || start > len(a.s.agents) {
 			return nil, status.Error(codes.InvalidArgument, "page_token: not a token this server issued")
 		}
@@ -100,10 +100,7 @@ func (a *agentService) ListAgents(ctx context.Context, req *agentv1.ListAgentsRe
 }
 
 func (a *agentService) GetAgent(ctx context.Context, req *agentv1.GetAgentRequest) (*agentv1.GetAgentResponse, error) {
-	c, err := callerFrom(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "caller not identified")
-	}
+	c := callerOf(ctx)
 	if !a.s.access.isReader(c) {
 		return nil, status.Error(codes.PermissionDenied, "caller may not read agents")
 	}

@@ -11,8 +11,11 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 )
 
 // Caller is who sent a request: a workload authenticated by its X509-SVID on
@@ -35,6 +38,40 @@ func (c Caller) String() string {
 	}
 	return c.ID.String()
 }
+
+type callerKey struct{}
+
+// callerOf returns the caller the interceptors identified. Every request
+// reaching a handler has one: a request whose caller cannot be identified is
+// refused before.
+func callerOf(ctx context.Context) Caller {
+	return ctx.Value(callerKey{}).(Caller)
+}
+
+// identifyUnary and identifyStream put the caller in the request's context,
+// or refuse the request with UNAUTHENTICATED.
+func identifyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	c, err := callerFrom(ctx)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	return handler(context.WithValue(ctx, callerKey{}, c), req)
+}
+
+func identifyStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	c, err := callerFrom(ss.Context())
+	if err != nil {
+		return status.Error(codes.Unauthenticated, "caller not identified")
+	}
+	return handler(srv, &identifiedStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), callerKey{}, c)})
+}
+
+type identifiedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *identifiedStream) Context() context.Context { return s.ctx }
 
 // callerFrom derives the caller from the connection the request came on. It
 // never trusts anything the request itself says.

@@ -114,10 +114,7 @@ func (s *Server) authenticateUser(ctx context.Context, rpc string, c Caller, tok
 func (d *delegationService) CreateDelegation(ctx context.Context, req *delegationv1.CreateDelegationRequest) (*delegationv1.CreateDelegationResponse, error) {
 	const rpc = "CreateDelegation"
 	s := d.s
-	c, err := callerFrom(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "caller not identified")
-	}
+	c := callerOf(ctx)
 	g, err := parseGrant(req.GetAgentId(), req.GetScopes(), req.GetTtl(), req.GetIntent())
 	if err != nil {
 		return nil, err
@@ -212,10 +209,7 @@ func chainString(d *delegation.Delegation) string {
 func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delegationv1.CreateSubDelegationRequest) (*delegationv1.CreateSubDelegationResponse, error) {
 	const rpc = "CreateSubDelegation"
 	s := d.s
-	c, err := callerFrom(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "caller not identified")
-	}
+	c := callerOf(ctx)
 	parentID, err := parseID("parent_id", req.GetParentId())
 	if err != nil {
 		return nil, err
@@ -299,10 +293,7 @@ func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delega
 
 func (d *delegationService) GetDelegation(ctx context.Context, req *delegationv1.GetDelegationRequest) (*delegationv1.GetDelegationResponse, error) {
 	s := d.s
-	c, err := callerFrom(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "caller not identified")
-	}
+	c := callerOf(ctx)
 	id, err := parseID("id", req.GetId())
 	if err != nil {
 		return nil, err
@@ -319,10 +310,7 @@ func (d *delegationService) GetDelegation(ctx context.Context, req *delegationv1
 
 func (d *delegationService) ListDelegations(ctx context.Context, req *delegationv1.ListDelegationsRequest) (*delegationv1.ListDelegationsResponse, error) {
 	s := d.s
-	c, err := callerFrom(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "caller not identified")
-	}
+	c := callerOf(ctx)
 	f := store.Filter{UserIssuer: req.GetPrincipalIssuer(), UserSubject: req.GetPrincipalSubject()}
 	if (f.UserIssuer == "") != (f.UserSubject == "") {
 		return nil, status.Error(codes.InvalidArgument, "principal_issuer, principal_subject: set both or neither")
@@ -380,10 +368,7 @@ func (d *delegationService) ListDelegations(ctx context.Context, req *delegation
 func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegationv1.RevokeDelegationRequest) (*delegationv1.RevokeDelegationResponse, error) {
 	const rpc = "RevokeDelegation"
 	s := d.s
-	c, err := callerFrom(ctx)
-	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, "caller not identified")
-	}
+	c := callerOf(ctx)
 	id, err := parseID("id", req.GetId())
 	if err != nil {
 		return nil, err

@@ -54,8 +54,8 @@ func (s *Server) grpcServer(creds credentials.TransportCredentials) *grpc.Server
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: MaxConnectionAge, MaxConnectionAgeGrace: 10 * time.Second}),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(MaxRequestSize),
-		grpc.ChainUnaryInterceptor(s.observeUnary),
-		grpc.ChainStreamInterceptor(s.observeStream),
+		grpc.ChainUnaryInterceptor(s.observeUnary, identifyUnary),
+		grpc.ChainStreamInterceptor(s.observeStream, identifyStream),
 	)
 	s.Register(g)
 	return g

@@ -2,8 +2,8 @@ package composer
 
 import (
 	"fmt"
+	"github.com/agentid/agentid/pkg/plugin/internal/hclkeys"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -154,35 +154,14 @@ func markerPrefixProblem(p string) string {
 // checkConfigKeys describes the top-level keys that hclConfig does not have
 // and the keys given twice, naming them all; "" when there are none.
 func checkConfigKeys(file *ast.File) string {
-	list, ok := file.Node.(*ast.ObjectList)
-	if !ok {
+	unknown, repeated, ok := hclkeys.Check(file, knownConfigKeys)
+	switch {
+	case !ok:
 		return "not an HCL object"
-	}
-	var unknown, repeated []string
-	seen := make(map[string]bool)
-	for _, item := range list.Items {
-		if len(item.Keys) == 0 {
-			continue
-		}
-		key := item.Keys[0].Token.Text
-		if v, ok := item.Keys[0].Token.Value().(string); ok {
-			key = v
-		}
-		switch {
-		case !slices.Contains(knownConfigKeys, key):
-			unknown = append(unknown, key)
-		case seen[key]:
-			repeated = append(repeated, key)
-		}
-		seen[key] = true
-	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		return "unknown keys: " + strings.Join(slices.Compact(unknown), ", ")
-	}
-	if len(repeated) > 0 {
-		slices.Sort(repeated)
-		return "keys given more than once: " + strings.Join(slices.Compact(repeated), ", ")
+	case len(unknown) > 0:
+		return "unknown keys: " + strings.Join(unknown, ", ")
+	case len(repeated) > 0:
+		return "keys given more than once: " + strings.Join(repeated, ", ")
 	}
 	return ""
 }

@@ -3,6 +3,7 @@ package aiagent
 import (
 	"crypto"
 	"fmt"
+	"github.com/agentid/agentid/pkg/plugin/internal/hclkeys"
 	"path"
 	"slices"
 	"strings"
@@ -138,34 +139,13 @@ func buildConfig(hclText string) (*config, []string, error) {
 // checkConfigKeys rejects top-level keys that hclConfig does not have, and
 // keys given twice, naming them all.
 func checkConfigKeys(file *ast.File) error {
-	list, ok := file.Node.(*ast.ObjectList)
-	if !ok {
+	unknown, repeated, ok := hclkeys.Check(file, knownConfigKeys)
+	switch {
+	case !ok:
 		return fmt.Errorf("aiagent: configuration is not an HCL object")
-	}
-	var unknown, repeated []string
-	seen := make(map[string]bool)
-	for _, item := range list.Items {
-		if len(item.Keys) == 0 {
-			continue
-		}
-		key := item.Keys[0].Token.Text
-		if v, ok := item.Keys[0].Token.Value().(string); ok {
-			key = v
-		}
-		switch {
-		case !slices.Contains(knownConfigKeys, key):
-			unknown = append(unknown, key)
-		case seen[key]:
-			repeated = append(repeated, key)
-		}
-		seen[key] = true
-	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
+	case len(unknown) > 0:
 		return fmt.Errorf("aiagent: unknown configuration keys: %s", strings.Join(unknown, ", "))
-	}
-	if len(repeated) > 0 {
-		slices.Sort(repeated)
+	case len(repeated) > 0:
 		return fmt.Errorf("aiagent: configuration keys given more than once: %s", strings.Join(repeated, ", "))
 	}
 	return nil
