@@ -436,9 +436,15 @@ func TestLogsNeverHoldUserTokens(t *testing.T) {
 	good := e.AliceToken(t)
 	forged := e.IDP.HS256WithPublicKey(t, oidctest.Claims{Subject: "alice", Audience: audience})
 	create(t, front, good, orchestrator.String(), time.Hour, "campaigns:read")
+	d := create(t, front, good, orchestrator.String(), time.Hour, "campaigns:read")
 	for _, tok := range []string{forged, good + "x", "sentinel-token-text"} {
 		front.Delegations.CreateDelegation(ctxT(t), &delegationv1.CreateDelegationRequest{
 			UserToken: tok, AgentId: orchestrator.String(), Scopes: []string{"campaigns:read"}, Ttl: durationpb.New(time.Hour)})
+		e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: tok})
+	}
+	// And the user's own successful revocation.
+	if _, err := e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: good}); err != nil {
+		t.Fatal(err)
 	}
 	var all strings.Builder
 	all.Write(buf.Bytes())

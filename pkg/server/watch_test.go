@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"github.com/agentid/agentid/pkg/server/servertest"
 	"testing"
 	"time"
 
@@ -125,5 +126,27 @@ func TestWatchEndsOnClose(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("stream did not end")
+	}
+}
+
+// TestWatchHeartbeat: a quiet stream gets a progress message one heartbeat
+// after the last thing sent, carrying the current revision.
+func TestWatchHeartbeat(t *testing.T) {
+	e := servertest.StartWith(t, servertest.Options{WatchHeartbeat: 100 * time.Millisecond})
+	create(t, e.As(t, frontend), e.AliceToken(t), orchestrator.String(), time.Hour, "campaigns:read")
+	s := watch(t, e.Local(t), 0, false)
+	recv(t, s) // snapshot chunk
+	if end := recv(t, s).GetSnapshotEnd(); end == nil || end.Revision != 1 {
+		t.Fatalf("want snapshot_end 1, got %v", end)
+	}
+	start := time.Now()
+	for i := range 2 {
+		p := recv(t, s).GetProgress()
+		if p == nil || p.Revision != 1 || p.Time == nil {
+			t.Fatalf("heartbeat %d: want progress at revision 1, got %v", i, p)
+		}
+	}
+	if took := time.Since(start); took < 150*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("two heartbeats took %s, want about 200ms", took)
 	}
 }

@@ -102,17 +102,40 @@ func Agents() []config.AgentSpec {
 	}
 }
 
+// Options change the fixture.
+type Options struct {
+	// Log receives the server's log (JSON, trace level); nil discards it.
+	Log io.Writer
+	// WatchHeartbeat is the server's heartbeat on quiet watch streams;
+	// zero means an hour (tests that do not look at heartbeats).
+	WatchHeartbeat time.Duration
+}
+
 // Start runs the fixture until the test ends.
 func Start(tb testing.TB) *Env {
 	tb.Helper()
-	return StartWithLog(tb, io.Discard)
+	return StartWith(tb, Options{})
 }
 
 // StartWithLog is Start with the server's log written to logOut.
 func StartWithLog(tb testing.TB, logOut io.Writer) *Env {
 	tb.Helper()
+	return StartWith(tb, Options{Log: logOut})
+}
+
+// StartWith runs the fixture with opts until the test ends.
+func StartWith(tb testing.TB, opts Options) *Env {
+	tb.Helper()
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	if opts.WatchHeartbeat == 0 {
+		opts.WatchHeartbeat = time.Hour
+	}
 	log := logrus.New()
-	log.Out = logOut
+	log.Out = opts.Log
+	// Trace level, so a test that looks for token leaks sees every line.
+	log.Level = logrus.TraceLevel
 	log.Formatter = &logrus.JSONFormatter{}
 	e := &Env{IDP: oidctest.New(tb), CA: testca.New(tb, TD), Clock: &Clock{t: time.Now()}}
 	st, err := boltstore.Open(filepath.Join(tb.TempDir(), "agentid.db"), boltstore.Options{})
@@ -138,7 +161,7 @@ func StartWithLog(tb testing.TB, logOut io.Writer) *Env {
 	srv, err := server.New(server.Config{
 		Store: st, Users: users, Policy: pol, Agents: Agents(),
 		Verifiers: []spiffeid.ID{Verifier}, Admins: []spiffeid.ID{Admin}, AuditReaders: []spiffeid.ID{AuditReader},
-		Clock: e.Clock.Now, WatchHeartbeat: time.Hour, Log: log,
+		Clock: e.Clock.Now, WatchHeartbeat: opts.WatchHeartbeat, Log: log,
 	})
 	if err != nil {
 		tb.Fatal(err)
