@@ -133,6 +133,14 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		return err
 	}
 
+	// Agents removed from the declaration lose their authority before the
+	// first request is served.
+	if n, err := srv.RevokeUndeclared(ctx); err != nil {
+		return fmt.Errorf("failed to revoke delegations of undeclared agents: %w", err)
+	} else if n > 0 {
+		log.WithField("revoked", n).Warn("Revoked delegations of agents no longer declared")
+	}
+
 	localLis, err := listenUnix(cfg.LocalSocket)
 	if err != nil {
 		return err

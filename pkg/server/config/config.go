@@ -123,7 +123,9 @@ type Rule struct {
 }
 
 // Agent is one declared agent: its identity in SPIRE and its capability
-// ceiling in agentid.
+// ceiling in agentid. Removing a declaration disables the agent: the
+// reconciler deletes its SPIRE entry and, at start-up, the server revokes
+// every active delegation it holds (with their sub-delegations).
 type Agent struct {
 	Name string `yaml:"name"`
 	// SPIFFEID is the agent's identity, e.g. spiffe://example.org/agent/gdpr.
