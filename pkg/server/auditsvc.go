@@ -70,12 +70,17 @@ func (a *auditService) ListEvents(ctx context.Context, req *auditv1.ListEventsRe
 	return resp, nil
 }
 
-// ExportEvents streams the log after after_sequence up to its end when the
-// call started, in pages.
+// ExportEvents streams the log after after_sequence up to the last event
+// appended when the call started, in pages, so an export has a defined end
+// even while events keep coming.
 func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportEventsResponse]) error {
 	ctx := stream.Context()
 	if err := a.reader(ctx); err != nil {
 		return err
+	}
+	head, err := a.s.store.AuditHead(ctx)
+	if err != nil {
+		return a.s.storeError("read audit head", err)
 	}
 	page := store.Page{Size: store.MaxPageSize}
 	f := store.EventFilter{AfterSeq: req.GetAfterSequence()}
@@ -84,11 +89,15 @@ func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grp
 		if err != nil {
 			return a.s.storeError("export events", err)
 		}
-		if len(events) > 0 {
-			msg := &auditv1.ExportEventsResponse{}
-			for i := range events {
-				msg.Events = append(msg.Events, apiconv.EventToProto(&events[i]))
+		msg := &auditv1.ExportEventsResponse{}
+		for i := range events {
+			if events[i].Sequence > head.Sequence {
+				next = ""
+				break
 			}
+			msg.Events = append(msg.Events, apiconv.EventToProto(&events[i]))
+		}
+		if len(msg.Events) > 0 {
 			if err := stream.Send(msg); err != nil {
 				return err
 			}

@@ -191,6 +191,11 @@ type Store interface {
 	// page's token ("" at the end). The events are sealed: a page verifies
 	// as a chain from the last event of the page before (audit.VerifyWith).
 	ListEvents(ctx context.Context, f EventFilter, p Page) ([]audit.Event, string, error)
+	// AuditHead returns the sequence and hash of the last event appended (the
+	// zero Anchor for an empty log). An export that records it lets a later
+	// `agentid audit verify -head` detect a truncated tail, and ExportEvents
+	// stops at it.
+	AuditHead(ctx context.Context) (audit.Anchor, error)
 
 	// PutAgent creates or replaces the registry record of an agent by name.
 	PutAgent(ctx context.Context, a Agent) error

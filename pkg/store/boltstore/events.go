@@ -67,6 +67,29 @@ func appendEvents(tx *bolt.Tx, evs []*audit.Event) error {
 	return nil
 }
 
+// AuditHead implements store.Store.
+func (s *Store) AuditHead(ctx context.Context) (audit.Anchor, error) {
+	if err := s.begin(ctx); err != nil {
+		return audit.Anchor{}, err
+	}
+	var head audit.Anchor
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		seq, err := readU64(meta.Get(keyAuditSeq))
+		if err != nil || seq == 0 {
+			return err
+		}
+		v := meta.Get(keyAuditHash)
+		if len(v) != len(head.Hash) {
+			return fmt.Errorf("store: corrupt audit head: hash of %d bytes", len(v))
+		}
+		head.Sequence = seq
+		copy(head.Hash[:], v)
+		return nil
+	})
+	return head, boltErr("read audit head", err)
+}
+
 // AppendEvents implements store.Store. Each event must pass Validate (a
 // zero Time is set from the clock first); if one fails, none is written.
 // Concurrent calls share transactions (see commit.go).

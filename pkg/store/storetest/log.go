@@ -190,6 +190,10 @@ func testAppendAndListEvents(t *testing.T, f *fixture) {
 	if len(all) != 5 {
 		t.Fatalf("%d events, want 5", len(all))
 	}
+	head, err := f.s.AuditHead(f.ctx)
+	if err != nil || head != all[4].Anchor() {
+		t.Fatalf("AuditHead = %v, %v; want the last event's anchor %v", head, err, all[4].Anchor())
+	}
 	for i, want := range extra {
 		got := all[2+i]
 		if got.Sequence != uint64(3+i) || got.Type != want.Type || got.Actor != want.Actor ||

@@ -54,8 +54,7 @@ type AuditServiceClient interface {
 	// query); PERMISSION_DENIED.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	// ExportEvents streams every event after after_sequence, in sequence order,
-	// until it reaches the end of the log (events appended meanwhile may be
-	// included), then ends with OK.
+	// up to the last event appended when the call started, then ends with OK.
 	// The export is self-verifying: each event's prev_hash is the hash of the
 	// event before it.
 	//
@@ -147,8 +146,7 @@ type AuditServiceServer interface {
 	// query); PERMISSION_DENIED.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	// ExportEvents streams every event after after_sequence, in sequence order,
-	// until it reaches the end of the log (events appended meanwhile may be
-	// included), then ends with OK.
+	// up to the last event appended when the call started, then ends with OK.
 	// The export is self-verifying: each event's prev_hash is the hash of the
 	// event before it.
 	//
