@@ -40,7 +40,7 @@ unit: ## run the unit and integration tests (no outside programs)
 
 .PHONY: e2e
 e2e: tools ## run the end-to-end suites on real SPIRE and Hydra (builds them first when missing)
-	$(GO) test -count=1 -tags e2e -timeout 30m ./test/... ./pkg/agentclient/...
+	$(GO) test -count=1 -tags e2e -timeout 30m ./test/e2e/... ./test/harness/... ./test/bench/... ./pkg/agentclient/...
 
 .PHONY: lint
 lint: ## go vet, gofmt and buf lint
