@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -191,15 +190,17 @@ func startAgentID(tb testing.TB) *stack {
 	})
 
 	dir := tb.TempDir()
-	httpAddr := "127.0.0.1:" + strconv.Itoa(freePort(tb))
 	conf := filepath.Join(dir, "agentid-server.yaml")
-	if err := os.WriteFile(conf, []byte(serverConfig(filepath.Join(dir, "agentid.db"), s.server.AdminSocket(), localSocket, httpAddr, idp.URL())), 0o600); err != nil {
-		tb.Fatalf("bench: write agentid-server config: %v", err)
-	}
-	prog := harness.StartProgram(tb, harness.ProgramOptions{
-		Name: "agentid-server", Path: serverBin, Args: []string{"-config", conf}, Dir: dir,
-	})
-	prog.WaitReady(tb, "agentid-server /readyz", readyTimeout, func() error { return getOK("http://" + httpAddr + "/readyz") })
+	prog, _ := harness.StartProgramOnPorts(tb, 1, "agentid-server /readyz", readyTimeout,
+		func(ports []int) (harness.ProgramOptions, func() error) {
+			httpAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+			if err := os.WriteFile(conf, []byte(serverConfig(filepath.Join(dir, "agentid.db"), s.server.AdminSocket(), localSocket, httpAddr, idp.URL())), 0o600); err != nil {
+				tb.Fatalf("bench: write agentid-server config: %v", err)
+			}
+			return harness.ProgramOptions{
+				Name: "agentid-server", Path: serverBin, Args: []string{"-config", conf}, Dir: dir,
+			}, func() error { return getOK("http://" + httpAddr + "/readyz") }
+		})
 	s.pids = append(s.pids, prog.Pid())
 	s.procs = append(s.procs, "agentid-server")
 
@@ -418,14 +419,4 @@ func getOK(u string) error {
 		return fmt.Errorf("%s: %s", u, resp.Status)
 	}
 	return nil
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("bench: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,7 +56,11 @@ func (sc *scenario) step8(t *testing.T) {
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 2 {
+	// killed is set once agentid-server is dead; refused[i] once writer i
+	// had a create, begun after that, refused.
+	var killed atomic.Bool
+	var refused [2]atomic.Bool
+	for i := range refused {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -65,8 +70,12 @@ func (sc *scenario) step8(t *testing.T) {
 					return
 				default:
 				}
+				after := killed.Load()
 				d, err := create(context.Background(), stack.Newsletter.String(), "campaigns:read")
 				if err != nil {
+					if after {
+						refused[i].Store(true)
+					}
 					time.Sleep(20 * time.Millisecond)
 					continue
 				}
@@ -89,9 +98,19 @@ func (sc *scenario) step8(t *testing.T) {
 	before := sc.exportAudit(t)
 
 	st.Server.Kill(t)
-	killed := time.Now()
+	killed.Store(true)
+	killedAt := time.Now()
 	t.Logf("agentid-server killed with SIGKILL after %d acknowledged creates", ackedNow())
-	time.Sleep(300 * time.Millisecond) // the writers see the refusals
+	// The writers go on until each has seen a create refused: the server
+	// is gone for them too, and nothing they were sent is in flight.
+	for !refused[0].Load() || !refused[1].Load() {
+		if time.Since(killedAt) > 15*time.Second {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("the writers saw no refused create within 15s of the kill")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 
@@ -110,13 +129,13 @@ func (sc *scenario) step8(t *testing.T) {
 			break
 		}
 		issuedWhileDown = append(issuedWhileDown, aud)
-		if time.Since(killed) > bound {
+		if time.Since(killedAt) > bound {
 			t.Fatalf("composer still issued delegated tokens %s after agentid-server died (max_staleness %s)", bound, stack.DefaultMaxStaleness)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	t.Logf("timing: composer failed closed %s after the kill (max_staleness %s), having issued %d tokens meanwhile",
-		time.Since(killed).Round(time.Millisecond), stack.DefaultMaxStaleness, len(issuedWhileDown))
+		time.Since(killedAt).Round(time.Millisecond), stack.DefaultMaxStaleness, len(issuedWhileDown))
 	wantCode(t, "delegated token with agentid-server down", refusal, "Unavailable", "composer: delegation replica is stale")
 
 	restarted := time.Now()

@@ -45,7 +45,10 @@
 // is killed when the test ends (and, through the parent-death signal, when
 // the test binary dies). Servers listen on loopback ports picked free and on
 // unix sockets in a short directory under os.TempDir(), because a socket
-// path must fit in 108 bytes. Readiness is polled every 50 ms with a
+// path must fit in 108 bytes. A port picked free may be taken by another
+// process before the program binds it: spire-server, Hydra and the programs
+// started with StartProgramOnPorts are started again on new ports when they
+// exit with EADDRINUSE. Readiness is polled every 50 ms with a
 // deadline; nothing sleeps longer than that.
 //
 // The server runs with a sqlite datastore, join_token node attestation and
@@ -53,7 +56,7 @@
 // cache_reload_interval and agent sync_interval (a new entry reaches a
 // workload in about a second), and the JWT-SVID signing rate limit off.
 //
-// The package's own tests need the e2e build tag:
+// The package's tests that run SPIRE and Hydra need the e2e build tag:
 //
 //	test/tools/build.sh all
 //	go test -tags e2e ./test/harness/

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -71,48 +72,61 @@ func StartHydra(t testing.TB, opts HydraOptions) *Hydra {
 	}
 	bin := tool(t, toolHydra, "hydra")
 	dir := t.TempDir()
-	publicPort, adminPort := freePort(t), freePort(t)
-	h := &Hydra{
-		publicURL: fmt.Sprintf("http://127.0.0.1:%d", publicPort),
-		adminURL:  fmt.Sprintf("http://127.0.0.1:%d", adminPort),
-		clients:   map[string]string{},
-	}
+	h := &Hydra{clients: map[string]string{}}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatalf("harness: hydra secret: %v", err)
 	}
-	// JSON is YAML: every string below is quoted safely.
-	conf := map[string]any{
-		"dsn": "memory",
-		"serve": map[string]any{
-			"public": map[string]any{"host": "127.0.0.1", "port": publicPort},
-			"admin":  map[string]any{"host": "127.0.0.1", "port": adminPort},
-		},
-		"urls": map[string]any{
-			"self": map[string]any{"issuer": h.publicURL},
-			// Never fetched: Login reads the challenge off the redirect.
-			"login":   "http://127.0.0.1:1/login",
-			"consent": "http://127.0.0.1:1/consent",
-		},
-		"secrets": map[string]any{"system": []string{hex.EncodeToString(secret)}},
-		"log":     map[string]any{"level": "debug", "leak_sensitive_values": true},
-		"oauth2":  map[string]any{"expose_internal_errors": true},
-	}
-	if opts.IDTokenTTL > 0 {
-		conf["ttl"] = map[string]any{"id_token": opts.IDTokenTTL.String()}
-	}
-	raw, err := json.MarshalIndent(conf, "", "  ")
-	if err != nil {
-		t.Fatalf("harness: hydra config: %v", err)
-	}
-	confPath := filepath.Join(dir, "hydra.yaml")
-	if err := os.WriteFile(confPath, raw, 0o600); err != nil {
-		t.Fatalf("harness: write hydra config: %v", err)
-	}
-	h.proc = newProcess(t, "hydra", bin, dir, dir, "serve", "all", "--dev", "--sqa-opt-out", "-c", confPath)
-	h.proc.start(t)
-	waitReady(t, h.proc, "hydra admin API", startTimeout, func() error {
-		return get(h.adminURL+"/health/ready", time.Second)
+	// Started again on new ports when it lost one of its two.
+	startOnPorts(t, 2, func(ports []int) (*process, error) {
+		publicPort, adminPort := ports[0], ports[1]
+		h.publicURL = fmt.Sprintf("http://127.0.0.1:%d", publicPort)
+		h.adminURL = fmt.Sprintf("http://127.0.0.1:%d", adminPort)
+		// JSON is YAML: every string below is quoted safely.
+		conf := map[string]any{
+			"dsn": "memory",
+			"serve": map[string]any{
+				"public": map[string]any{"host": "127.0.0.1", "port": publicPort},
+				"admin":  map[string]any{"host": "127.0.0.1", "port": adminPort},
+			},
+			"urls": map[string]any{
+				"self": map[string]any{"issuer": h.publicURL},
+				// Never fetched: Login reads the challenge off the redirect.
+				"login":   "http://127.0.0.1:1/login",
+				"consent": "http://127.0.0.1:1/consent",
+			},
+			"secrets": map[string]any{"system": []string{hex.EncodeToString(secret)}},
+			"log":     map[string]any{"level": "debug", "leak_sensitive_values": true},
+			"oauth2":  map[string]any{"expose_internal_errors": true},
+		}
+		if opts.IDTokenTTL > 0 {
+			conf["ttl"] = map[string]any{"id_token": opts.IDTokenTTL.String()}
+		}
+		raw, err := json.MarshalIndent(conf, "", "  ")
+		if err != nil {
+			t.Fatalf("harness: hydra config: %v", err)
+		}
+		confPath := filepath.Join(dir, "hydra.yaml")
+		if err := os.WriteFile(confPath, raw, 0o600); err != nil {
+			t.Fatalf("harness: write hydra config: %v", err)
+		}
+		if h.proc == nil {
+			h.proc = newProcess(t, "hydra", bin, dir, dir, "serve", "all", "--dev", "--sqa-opt-out", "-c", confPath)
+		}
+		h.proc.start(t)
+		if err := awaitReady(h.proc, "hydra admin API", startTimeout, func() error {
+			return get(h.adminURL+"/health/ready", time.Second)
+		}); err != nil {
+			return h.proc, err
+		}
+		// The public port bound too; a connection asks Hydra for nothing.
+		return h.proc, awaitReady(h.proc, "hydra public port", startTimeout, func() error {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", publicPort), time.Second)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		})
 	})
 	// Before anything asks for the keys, or Hydra makes its own.
 	if err := h.admin(http.MethodPut, "/admin/keys/"+idTokenKeySet, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{signingKey}}, nil); err != nil {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,6 +38,8 @@ type process struct {
 	env     []string // added to the test's environment
 	dir     string
 	logPath string
+	// logStart is the log's size when the current run started.
+	logStart int64
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -79,6 +80,9 @@ func (p *process) start(t testing.TB) {
 	logFile, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatalf("harness: open %s log: %v", p.name, err)
+	}
+	if fi, err := logFile.Stat(); err == nil {
+		p.logStart = fi.Size()
 	}
 	fmt.Fprintf(logFile, "==== harness: start %s %q at %s\n", p.path, p.args, time.Now().Format(time.RFC3339Nano))
 
@@ -205,36 +209,36 @@ func signalGroup(cmd *exec.Cmd, sig syscall.Signal) error {
 // process exits, or timeout passes; the last two fail the test.
 func waitReady(t testing.TB, p *process, what string, timeout time.Duration, ready func() error) {
 	t.Helper()
+	if err := awaitReady(p, what, timeout, ready); err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+}
+
+// errExited means the process ended before it was ready.
+var errExited = errors.New("exited")
+
+// awaitReady is waitReady returning the failure instead: an error wrapping
+// errExited when the process ended first, so that a caller can start it
+// again (see startOnPorts).
+func awaitReady(p *process, what string, timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	ticker := time.NewTicker(pollInterval)
 	defer ticker.Stop()
 	for {
 		err := ready()
 		if err == nil {
-			return
+			return nil
 		}
 		if p != nil {
 			if gone, werr := p.exited(); gone {
-				t.Fatalf("harness: %s exited before %s: %v (last check: %v)", p.name, what, werr, err)
+				return fmt.Errorf("%s %w before %s: %v (last check: %v)", p.name, errExited, what, werr, err)
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("harness: %s not reached within %s: %v", what, timeout, err)
+			return fmt.Errorf("%s not reached within %s: %v", what, timeout, err)
 		}
 		<-ticker.C
 	}
-}
-
-// freePort asks the kernel for a free loopback TCP port. The port is free
-// when this returns; a program started right after binds it in practice.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("harness: find free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // socketDir makes a short directory for unix sockets: a socket path must fit

@@ -99,31 +99,38 @@ func StartSPIREServer(t testing.TB, opts ServerOptions) *SPIREServer {
 
 	dir := t.TempDir()
 	s := &SPIREServer{
-		trustDomain:   td,
-		adminSocket:   filepath.Join(socketDir(t), "server.sock"),
-		bindPort:      freePort(t),
-		discoveryPort: freePort(t),
-		dataDir:       filepath.Join(dir, "data"),
+		trustDomain: td,
+		adminSocket: filepath.Join(socketDir(t), "server.sock"),
+		dataDir:     filepath.Join(dir, "data"),
 	}
-	s.jwtIssuer = opts.JWTIssuer
-	if s.jwtIssuer == "" {
-		s.jwtIssuer = fmt.Sprintf("http://127.0.0.1:%d", s.discoveryPort)
-	}
-	conf, err := s.config(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	confPath := filepath.Join(dir, "server.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
-		t.Fatalf("harness: write server config: %v", err)
-	}
-	s.proc = newProcess(t, "spire-server", bin, dir, dir, "run", "-config", confPath)
 	t.Cleanup(func() {
 		if s.conn != nil {
 			s.conn.Close()
 		}
 	})
-	s.start(t)
+	// The discovery port is only reserved here (oidc-discovery-provider
+	// binds it later); spire-server binds bindPort, and starts again on
+	// new ports when it lost that one.
+	startOnPorts(t, 2, func(ports []int) (*process, error) {
+		s.bindPort, s.discoveryPort = ports[0], ports[1]
+		s.jwtIssuer = opts.JWTIssuer
+		if s.jwtIssuer == "" {
+			s.jwtIssuer = fmt.Sprintf("http://127.0.0.1:%d", s.discoveryPort)
+		}
+		conf, err := s.config(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		confPath := filepath.Join(dir, "server.conf")
+		if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+			t.Fatalf("harness: write server config: %v", err)
+		}
+		if s.proc == nil {
+			s.proc = newProcess(t, "spire-server", bin, dir, dir, "run", "-config", confPath)
+		}
+		s.proc.start(t)
+		return s.proc, awaitReady(s.proc, "spire-server healthy", startTimeout, s.healthy)
+	})
 	return s
 }
 

@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -97,12 +99,9 @@ func Open(path string, opts Options) (*Store, error) {
 		opts.LockTimeout = DefaultLockTimeout
 	}
 
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: opts.LockTimeout,
-		// The hashmap freelist stays fast when a large file has many free
-		// pages; the array one degrades (bbolt's docs, etcd's choice).
-		FreelistType: bolt.FreelistMapType,
-	})
+	_, statErr := os.Stat(path)
+	created := errors.Is(statErr, os.ErrNotExist)
+	db, err := bolt.Open(path, 0o600, boltOptions(opts.LockTimeout))
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			return nil, fmt.Errorf("store: failed to open %s: locked by another process after %s", path, opts.LockTimeout)
@@ -113,6 +112,15 @@ func Open(path string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	if created {
+		// bbolt syncs the file, not the directory entry naming it: without
+		// this, a power loss right after the first acknowledged write could
+		// leave no file at all.
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("store: failed to sync the directory of %s: %w", path, err)
+		}
+	}
 	return &Store{
 		db:             db,
 		committer:      newCommitter(db, opts.MaxBatchSize),
@@ -121,6 +129,33 @@ func Open(path string, opts Options) (*Store, error) {
 		changeLogLimit: uint64(opts.ChangeLogLimit),
 		subs:           make(map[chan struct{}]struct{}),
 	}, nil
+}
+
+// boltOptions are the bbolt options Open uses. Durability rests on the
+// zero values of two of them: NoSync false (every commit is fsynced before
+// it returns) and NoFreelistSync false (the freelist is written with each
+// commit, so a reopened file needs no freelist rebuild and bbolt's check
+// sees it). TestOpenSyncs holds them there.
+func boltOptions(lockTimeout time.Duration) *bolt.Options {
+	return &bolt.Options{
+		Timeout: lockTimeout,
+		// The hashmap freelist stays fast when a large file has many free
+		// pages; the array one degrades (bbolt's docs, etcd's choice).
+		FreelistType: bolt.FreelistMapType,
+	}
+}
+
+// syncDir fsyncs a directory, making the entries created in it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := d.Sync(); err != nil {
+		d.Close()
+		return err
+	}
+	return d.Close()
 }
 
 // initSchema checks the schema version of an existing file before touching

@@ -23,7 +23,16 @@
 // commit, see commit.go), so concurrent creates share the cost of the sync.
 // A transaction may be rolled back and run again when another write of the
 // same batch fails, so each write derives everything it allocates (revision,
-// audit sequence, previous hash) from the transaction itself.
+// audit sequence, previous hash) from the transaction itself. Open also
+// fsyncs the directory after creating a new file, so that the file itself
+// survives a power loss.
+//
+// The crash tests (crash_test.go, and the end-to-end suite's SIGKILL of
+// agentid-server) cover process crashes only: a killed process loses
+// nothing the kernel already holds, with or without fsync. Power loss is
+// covered by the fsyncs above, which no test here can observe;
+// TestOpenSyncs asserts that the file is opened with them on (NoSync and
+// NoFreelistSync both false).
 //
 // # Layout (schema version 1)
 //

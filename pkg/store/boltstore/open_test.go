@@ -423,3 +423,37 @@ func TestCheckFindsDamage(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenSyncs holds the settings doc.go's durability promise rests on:
+// the SIGKILL crash tests cannot see a missing fsync (the kernel keeps the
+// writes of a killed process), so this asserts the switches themselves.
+func TestOpenSyncs(t *testing.T) {
+	opts := boltOptions(DefaultLockTimeout)
+	if opts.NoSync || opts.NoFreelistSync || opts.NoGrowSync || opts.ReadOnly {
+		t.Fatalf("boltOptions: NoSync %v, NoFreelistSync %v, NoGrowSync %v, ReadOnly %v; want all false",
+			opts.NoSync, opts.NoFreelistSync, opts.NoGrowSync, opts.ReadOnly)
+	}
+	for _, name := range []string{"new", "reopened"} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "agentid.db")
+			if name == "reopened" {
+				s, err := Open(path, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := Open(path, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if s.db.NoSync || s.db.NoFreelistSync || s.db.NoGrowSync || s.db.IsReadOnly() {
+				t.Fatalf("opened bbolt DB: NoSync %v, NoFreelistSync %v, NoGrowSync %v, read-only %v; want all false",
+					s.db.NoSync, s.db.NoFreelistSync, s.db.NoGrowSync, s.db.IsReadOnly())
+			}
+		})
+	}
+}

@@ -25,19 +25,21 @@ func (s *Stack) ServiceURL() string { return "https://" + s.ServiceAddr + "/whoa
 // first snapshot.
 func (s *Stack) startService(t testing.TB) {
 	t.Helper()
-	s.ServiceAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	s.Service = harness.StartProgram(t, harness.ProgramOptions{
-		Name: "service", Path: s.Bin(t, "service"),
-		Args: []string{"-listen", s.ServiceAddr, "-server-addr", s.ServerAddr, "-server-id", ServerID.String()},
-		Env:  s.WorkloadEnv(s.ServiceManifest(t)),
-	})
-	s.Service.WaitReady(t, "example service listening on "+s.ServiceAddr, readyTimeout, func() error {
-		c, err := net.DialTimeout("tcp", s.ServiceAddr, time.Second)
-		if err != nil {
-			return err
-		}
-		return c.Close()
-	})
+	s.Service, _ = harness.StartProgramOnPorts(t, 1, "example service listening", readyTimeout,
+		func(ports []int) (harness.ProgramOptions, func() error) {
+			s.ServiceAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
+			return harness.ProgramOptions{
+					Name: "service", Path: s.Bin(t, "service"),
+					Args: []string{"-listen", s.ServiceAddr, "-server-addr", s.ServerAddr, "-server-id", ServerID.String()},
+					Env:  s.WorkloadEnv(s.ServiceManifest(t)),
+				}, func() error {
+					c, err := net.DialTimeout("tcp", s.ServiceAddr, time.Second)
+					if err != nil {
+						return err
+					}
+					return c.Close()
+				}
+		})
 }
 
 // Sidecar is a running agentid-sidecar for one agent.
@@ -61,9 +63,13 @@ func (s *Stack) StartSidecar(t testing.TB, agent string) *Sidecar {
 	if spec == nil {
 		t.Fatalf("stack: %q is not a declared agent", agent)
 	}
-	api := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	proxy := "127.0.0.1:" + strconv.Itoa(freePort(t))
-	conf := fmt.Sprintf(`listen: %q
+	path := filepath.Join(s.dir, "sidecar-"+agent+".yaml")
+	sc := &Sidecar{}
+	sc.Program, _ = harness.StartProgramOnPorts(t, 2, "agentid-sidecar of "+agent+" /healthz", readyTimeout,
+		func(ports []int) (harness.ProgramOptions, func() error) {
+			api := "127.0.0.1:" + strconv.Itoa(ports[0])
+			proxy := "127.0.0.1:" + strconv.Itoa(ports[1])
+			conf := fmt.Sprintf(`listen: %q
 proxy_listen: %q
 workload_api: %q
 spiffe_id: %q
@@ -75,28 +81,30 @@ routes:
     upstream: %q
     spiffe_id: %q
 `, api, proxy, s.Agent.WorkloadAddr(), spec.ID, s.ServerAddr, ServerID, s.ServiceAddr, ServiceID)
-	path := filepath.Join(s.dir, "sidecar-"+agent+".yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		t.Fatalf("stack: write sidecar config: %v", err)
-	}
-	sc := &Sidecar{APIURL: "http://" + api, ProxyURL: "http://" + proxy}
-	sc.Program = harness.StartProgram(t, harness.ProgramOptions{
-		Name: "agentid-sidecar-" + agent, Path: s.Bin(t, "agentid-sidecar"), Args: []string{"-config", path},
-		Env: s.WorkloadEnv(s.Manifest(t, agent)),
-	})
-	sc.WaitReady(t, "agentid-sidecar of "+agent+" /healthz", readyTimeout, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sc.APIURL+"/healthz", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/healthz: %s", resp.Status)
-		}
-		return nil
-	})
+			if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+				t.Fatalf("stack: write sidecar config: %v", err)
+			}
+			sc.APIURL, sc.ProxyURL = "http://"+api, "http://"+proxy
+			return harness.ProgramOptions{
+				Name: "agentid-sidecar-" + agent, Path: s.Bin(t, "agentid-sidecar"), Args: []string{"-config", path},
+				Env: s.WorkloadEnv(s.Manifest(t, agent)),
+			}, sc.healthy
+		})
 	return sc
+}
+
+// healthy asks the sidecar's /healthz once.
+func (sc *Sidecar) healthy() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, sc.APIURL+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/healthz: %s", resp.Status)
+	}
+	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -195,8 +194,6 @@ func Start(t testing.TB, opts Options) *Stack {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	s.LocalSocket = filepath.Join(sockDir, "agentid.sock")
-	s.ServerAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	s.HTTPAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
 	s.StorePath = filepath.Join(s.dir, "agentid.db")
 
 	step = time.Now()
@@ -240,13 +237,17 @@ func Start(t testing.TB, opts Options) *Stack {
 
 	step = time.Now()
 	conf := filepath.Join(s.dir, "agentid-server.yaml")
-	if err := os.WriteFile(conf, []byte(s.serverConfig()), 0o600); err != nil {
-		t.Fatalf("stack: write agentid-server config: %v", err)
-	}
-	s.Server = harness.StartProgram(t, harness.ProgramOptions{
-		Name: "agentid-server", Path: s.bins["agentid-server"], Args: []string{"-config", conf}, Dir: s.dir,
-	})
-	s.WaitServerReady(t)
+	s.Server, _ = harness.StartProgramOnPorts(t, 2, "agentid-server /readyz", serverReadyTimeout,
+		func(ports []int) (harness.ProgramOptions, func() error) {
+			s.ServerAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
+			s.HTTPAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+			if err := os.WriteFile(conf, []byte(s.serverConfig()), 0o600); err != nil {
+				t.Fatalf("stack: write agentid-server config: %v", err)
+			}
+			return harness.ProgramOptions{
+				Name: "agentid-server", Path: s.bins["agentid-server"], Args: []string{"-config", conf}, Dir: s.dir,
+			}, s.serverReady
+		})
 	s.progress("agentid-server ready (mTLS %s, local socket, %d agents declared) in %s", s.ServerAddr, len(Agents), since(step))
 	s.waitComposerReady(t)
 	s.progress("agentid-composer following agentid-server's delegations %s after agentid-server started", since(step))
@@ -257,24 +258,30 @@ func Start(t testing.TB, opts Options) *Stack {
 	return s
 }
 
+// serverReadyTimeout bounds agentid-server's start and restarts.
+const serverReadyTimeout = 60 * time.Second
+
 // WaitServerReady waits until agentid-server answers /readyz (store open,
-// SVID held): after Start, and after a restart.
+// SVID held): after a restart (Start waits by itself).
 func (s *Stack) WaitServerReady(t testing.TB) {
 	t.Helper()
-	s.Server.WaitReady(t, "agentid-server /readyz", 60*time.Second, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.HTTPAddr+"/readyz", nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz: %s", resp.Status)
-		}
-		return nil
-	})
+	s.Server.WaitReady(t, "agentid-server /readyz", serverReadyTimeout, s.serverReady)
+}
+
+// serverReady asks agentid-server's /readyz once.
+func (s *Stack) serverReady() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.HTTPAddr+"/readyz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz: %s", resp.Status)
+	}
+	return nil
 }
 
 // composerReady is what agentid-composer logs, through spire-server's log,
@@ -545,16 +552,6 @@ func (s *Stack) WorkloadEnv(manifest string) []string {
 		env = append(env, aiagent.ManifestEnv+"="+manifest)
 	}
 	return env
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("stack: find free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
