@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/agentid/agentid/pkg/claims"
@@ -44,10 +45,12 @@ const (
 // token: the plugin fails closed.
 //
 // Codes: Unimplemented (no marker); InvalidArgument (two markers, a
-// malformed marker, the marker as the only audience, claims SPIRE would not
-// send); Unavailable (replica not ready or stale); PermissionDenied
-// (unknown, foreign, revoked or expired delegation); ResourceExhausted
-// (audit queue full); FailedPrecondition (not configured).
+// malformed marker, the marker as the only audience, a default marker
+// beside a custom marker_prefix, claims SPIRE would not send); Unavailable
+// (replica not ready or stale); PermissionDenied (unknown, foreign, revoked
+// or expired delegation); ResourceExhausted
+// (audit queue full); FailedPrecondition (not configured); Internal (the
+// plugin's own failure, such as encoding the claims).
 func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (*credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, error) {
 	st, err := p.getState()
 	if err != nil {
@@ -65,8 +68,9 @@ func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomp
 
 // compose does the work of ComposeWorkloadJWTSVID on the claims, in place.
 // Nothing in it waits on the network: the lookup is a read-locked map
-// access (waiting at most unknownWait for the replica to catch up on an
-// unknown id), the audit record a non-blocking enqueue.
+// access (an unknown id waits at most unknownWait for the replica to catch
+// up, at most maxUnknownWaiters at once), the audit record a non-blocking
+// enqueue.
 func (p *Plugin) compose(ctx context.Context, st *state, spiffeID string, c *structpb.Struct) error {
 	fields := c.GetFields()
 	aud, ok := stringList(fields[claimAud])
@@ -74,9 +78,22 @@ func (p *Plugin) compose(ctx context.Context, st *state, spiffeID string, c *str
 		return fmt.Errorf("%w: aud claim is not a list of strings", errBadRequest)
 	}
 	rest, id, err := claims.SplitAudience(aud, st.config.markerPrefix)
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("composer: %w", err)
+	}
+	if st.config.markerPrefix != claims.MarkerPrefix {
+		// With a custom prefix a default marker is not a marker, but the
+		// workload asked for a delegation: issuing the token with the
+		// marker left in aud would look delegated to nobody and confuse
+		// verifiers, so it is refused, with or without a custom marker.
+		for _, a := range rest {
+			if strings.HasPrefix(a, claims.MarkerPrefix) {
+				return fmt.Errorf("%w: audience has the default marker prefix %s, but marker_prefix is %s",
+					errBadRequest, claims.MarkerPrefix, st.config.markerPrefix)
+			}
+		}
+	}
+	switch {
 	case id.IsZero():
 		return errNoMarker
 	case len(rest) == 0:
@@ -192,36 +209,54 @@ func codeOf(err error) codes.Code {
 		return codes.PermissionDenied
 	case errors.Is(err, ErrAuditQueueFull):
 		return codes.ResourceExhausted
-	default:
+	case errors.Is(err, errBadRequest), errors.Is(err, claims.ErrMarker):
 		return codes.InvalidArgument
+	default:
+		// Anything unclassified (claim encoding, say) is the plugin's own
+		// failure, not the caller's.
+		return codes.Internal
 	}
 }
 
+// maxUnknownWaiters bounds the lookups of unknown ids waiting at once. Each
+// waiter holds one of SPIRE's signing calls for up to unknownWait, and any
+// workload can ask for random ids: past the bound an unknown id is refused
+// at once, so such a workload cannot tie up SPIRE's handlers.
+const maxUnknownWaiters = 32
+
 // lookup asks the replica, and when it does not know id yet, waits for its
 // next updates up to tuning.unknownWait: a delegation created a moment ago
-// may still be on its way down the watch stream. Every other answer is
-// final at once.
+// may still be on its way down the watch stream. At most maxUnknownWaiters
+// lookups wait at once; the others answer unknown at once. Every other
+// answer is final at once.
 func (p *Plugin) lookup(ctx context.Context, st *state, id domain.ID, sub spiffeid.ID) (*domain.Delegation, error) {
-	deadline := time.Now().Add(p.tuning.unknownWait)
+	changed := st.rt.replica.changes()
+	d, err := st.rt.replica.lookup(id, sub, p.now(), st.config.maxStaleness)
+	if !errors.Is(err, ErrUnknownDelegation) {
+		return d, err
+	}
+	if p.unknownWaiters.Add(1) > maxUnknownWaiters {
+		p.unknownWaiters.Add(-1)
+		return nil, err
+	}
+	defer p.unknownWaiters.Add(-1)
+	timer := time.NewTimer(p.tuning.unknownWait)
+	defer timer.Stop()
 	for {
-		changed := st.rt.replica.changes()
-		d, err := st.rt.replica.lookup(id, sub, p.now(), st.config.maxStaleness)
-		if !errors.Is(err, ErrUnknownDelegation) {
-			return d, err
+		if p.hooks.lookupWaiting != nil {
+			p.hooks.lookupWaiting()
 		}
-		remaining := time.Until(deadline)
-		if remaining <= 0 {
-			return nil, err
-		}
-		timer := time.NewTimer(remaining)
 		select {
 		case <-changed:
-			timer.Stop()
 		case <-timer.C:
 			return nil, err
 		case <-ctx.Done():
-			timer.Stop()
 			return nil, err
+		}
+		changed = st.rt.replica.changes()
+		d, err = st.rt.replica.lookup(id, sub, p.now(), st.config.maxStaleness)
+		if !errors.Is(err, ErrUnknownDelegation) {
+			return d, err
 		}
 	}
 }

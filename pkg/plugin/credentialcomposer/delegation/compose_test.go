@@ -3,9 +3,12 @@ package composer
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/pkg/claims"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	credentialcomposerv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/credentialcomposer/v1"
 	"google.golang.org/grpc/codes"
@@ -79,9 +82,22 @@ func TestComposeWorkloadJWTSVID(t *testing.T) {
 		},
 		{
 			name: "custom marker prefix", hcl: `marker_prefix = "urn:example:dlg:"`,
+			sub: analyst, aud: []string{crm, "urn:example:dlg:" + childID},
+			wantJSON: happyJSON,
+		},
+		{
+			name: "custom marker prefix refuses a default marker beside it", hcl: `marker_prefix = "urn:example:dlg:"`,
 			sub: analyst, aud: []string{crm, "urn:example:dlg:" + childID, marker(childID)},
-			wantJSON: replace(happyJSON, `"aud":["spiffe://example.org/svc/crm"]`,
-				`"aud":["spiffe://example.org/svc/crm","urn:agentid:delegation:`+childID+`"]`),
+			wantCode: codes.InvalidArgument,
+			wantMsg: "composer: bad request: audience has the default marker prefix urn:agentid:delegation:, " +
+				"but marker_prefix is urn:example:dlg:",
+		},
+		{
+			name: "custom marker prefix refuses a lone default marker", hcl: `marker_prefix = "urn:example:dlg:"`,
+			sub: analyst, aud: []string{crm, marker(childID)},
+			wantCode: codes.InvalidArgument,
+			wantMsg: "composer: bad request: audience has the default marker prefix urn:agentid:delegation:, " +
+				"but marker_prefix is urn:example:dlg:",
 		},
 		{
 			name: "unknown delegation", sub: analyst, aud: []string{crm, marker(unknownID)},
@@ -94,13 +110,23 @@ func TestComposeWorkloadJWTSVID(t *testing.T) {
 			},
 			wantCode: codes.PermissionDenied, wantMsg: "composer: delegation is revoked: " + childID,
 		},
+		// agentid-server cascades a revocation by streaming one "revoked"
+		// change per descendant; the composer applies each as it comes.
 		{
-			name: "revoked by cascade: root revoked, child revoked", sub: orchestrator, aud: []string{crm, marker(rootID)},
+			name: "cascade (root and child revoked): the root is refused", sub: orchestrator, aud: []string{crm, marker(rootID)},
 			prepare: func(t *testing.T, h *harness) {
 				h.srv.revoke(rootID)
 				h.waitRevision(t, h.srv.revoke(childID))
 			},
 			wantCode: codes.PermissionDenied, wantMsg: "composer: delegation is revoked: " + rootID,
+		},
+		{
+			name: "cascade (root and child revoked): the child is refused", sub: analyst, aud: []string{crm, marker(childID)},
+			prepare: func(t *testing.T, h *harness) {
+				h.srv.revoke(rootID)
+				h.waitRevision(t, h.srv.revoke(childID))
+			},
+			wantCode: codes.PermissionDenied, wantMsg: "composer: delegation is revoked: " + childID,
 		},
 		{
 			name: "expired delegation", sub: analyst, aud: []string{crm, marker(expiredID)},
@@ -247,6 +273,33 @@ func replace(s, old, new string) string {
 		panic("replace: " + old + " not found")
 	}
 	return out
+}
+
+// TestCodeOf checks the mapping of the composer's errors to gRPC codes:
+// a failure that is none of the classified ones is the plugin's own
+// (Internal), never blamed on the caller.
+func TestCodeOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want codes.Code
+	}{
+		{errNoMarker, codes.Unimplemented},
+		{fmt.Errorf("%w: x", errBadRequest), codes.InvalidArgument},
+		{fmt.Errorf("composer: %w", claims.ErrMarker), codes.InvalidArgument},
+		{ErrNotReady, codes.Unavailable},
+		{fmt.Errorf("%w: x", ErrStale), codes.Unavailable},
+		{errAuditStopped, codes.Unavailable},
+		{ErrUnknownDelegation, codes.PermissionDenied},
+		{ErrForeignDelegation, codes.PermissionDenied},
+		{ErrRevoked, codes.PermissionDenied},
+		{ErrExpired, codes.PermissionDenied},
+		{ErrAuditQueueFull, codes.ResourceExhausted},
+		{errors.New("composer: failed to encode claims"), codes.Internal},
+	} {
+		if got := codeOf(tc.err); got != tc.want {
+			t.Errorf("codeOf(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
 }
 
 // TestX509Unimplemented checks that every X509 RPC answers Unimplemented at

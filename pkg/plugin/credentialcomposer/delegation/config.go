@@ -2,12 +2,12 @@ package composer
 
 import (
 	"fmt"
-	"github.com/agentid/agentid/pkg/plugin/internal/hclkeys"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/agentid/agentid/pkg/claims"
+	"github.com/agentid/agentid/pkg/plugin/internal/hclkeys"
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
 )

@@ -50,12 +50,20 @@
 //
 // Freshness is the time since the last message (change or heartbeat;
 // agentid-server sends one every 10 s by default). Beyond max_staleness
-// delegated tokens fail: the replica could be missing a revocation. Expired
-// delegations are refused at once and forgotten ten minutes later.
+// delegated tokens fail: the replica could be missing a revocation. On a
+// resumed watch the replayed backlog does not count: the replica is fresh
+// again only at the progress message that ends it, since a revocation may be
+// further down. Expired delegations are refused at once and forgotten ten
+// minutes later.
 //
 // Nothing on the signing path waits on the network: a lookup is a
 // read-locked map access, every write to the replica holds the lock for a
-// bounded time, and the audit record is a non-blocking channel send.
+// bounded time, and the audit record is a non-blocking channel send. One
+// lookup does wait: an id the replica does not hold waits up to 500 ms for
+// the watch stream to bring it (a delegation created a moment ago), on the
+// replica's own update signal. At most 32 such lookups wait at once; beyond
+// that an unknown id is refused at once, so random ids cannot tie up SPIRE's
+// signing handlers.
 //
 // # Running it
 //

@@ -54,6 +54,7 @@ var fastTuning = tuning{
 	idleTimeout:   time.Minute,
 	sweepInterval: time.Hour,
 	sweepGrace:    10 * time.Minute,
+	dialTimeout:   5 * time.Second,
 	auditTimeout:  5 * time.Second,
 	flushTimeout:  5 * time.Second,
 }
@@ -124,6 +125,9 @@ type fakeServer struct {
 	changes  []*delegationv1.DelegationChange
 	// outOfRange makes every resumed watch fail with OUT_OF_RANGE.
 	outOfRange bool
+	// holdResumeProgress stops resumed watches from sending the progress
+	// that ends their backlog; heartbeat sends it.
+	holdResumeProgress bool
 	// chunk is the snapshot chunk size.
 	chunk int
 	// heartbeats counts heartbeat requests; each stream sends one progress
@@ -305,7 +309,7 @@ func (s *fakeServer) WatchDelegations(req *delegationv1.WatchDelegationsRequest,
 		cursor = s.revision
 	}
 	heartbeats, injected, brk := s.heartbeats, len(s.injected), s.breakCh
-	resumed := since != 0
+	resumed := since != 0 && !s.holdResumeProgress
 	s.mu.Unlock()
 
 	for {

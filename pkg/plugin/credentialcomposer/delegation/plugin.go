@@ -20,10 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// PluginName is the name the README's sample configuration gives the plugin
-// (CredentialComposer "agentid"). SPIRE names the plugin in its logs by it.
-const PluginName = "agentid"
-
 // Log field keys, constant so that log queries do not depend on messages.
 const (
 	logKeyAttempt       = "attempt"
@@ -54,6 +50,9 @@ type tuning struct {
 	// sweepInterval and sweepGrace: how often expired delegations are
 	// forgotten, and how long after expiry.
 	sweepInterval, sweepGrace time.Duration
+	// dialTimeout bounds one attempt to connect to agentid-server's socket
+	// (gRPC's MinConnectTimeout).
+	dialTimeout time.Duration
 	// auditTimeout bounds one RecordTokenIssuance call; flushTimeout bounds
 	// sending the queue when the plugin stops.
 	auditTimeout, flushTimeout time.Duration
@@ -77,6 +76,7 @@ var defaultTuning = tuning{
 	idleTimeout:   30 * time.Second,
 	sweepInterval: time.Minute,
 	sweepGrace:    10 * time.Minute,
+	dialTimeout:   5 * time.Second,
 	auditTimeout:  5 * time.Second,
 	flushTimeout:  2 * time.Second,
 	auditLinger:   100 * time.Millisecond,
@@ -121,7 +121,12 @@ type Plugin struct {
 	hooks struct {
 		// watchEnded runs after every watch stream ends, with its error.
 		watchEnded func(err error)
+		// lookupWaiting runs each time a lookup of an unknown id starts
+		// waiting for the replica's next update.
+		lookupWaiting func()
 	}
+	// unknownWaiters counts the lookups waiting for an unknown id.
+	unknownWaiters atomic.Int32
 }
 
 // state is one configuration and the backend serving it.
@@ -217,7 +222,7 @@ func (p *Plugin) start(c *config) (*backend, error) {
 			Backoff: backoff.Config{
 				BaseDelay: p.tuning.minBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: p.tuning.maxBackoff,
 			},
-			MinConnectTimeout: p.tuning.auditTimeout,
+			MinConnectTimeout: p.tuning.dialTimeout,
 		}),
 	)
 	if err != nil {

@@ -81,22 +81,38 @@ func (r *replica) install(snapshot []*domain.Delegation, revision uint64, now ti
 }
 
 // apply records one change: d replaces the entry id, or removes it when d is
-// nil. The zero id (a change whose id did not even parse) only advances the
-// revision. A revision that does not increase is a protocol error.
-func (r *replica) apply(id domain.ID, d *domain.Delegation, revision uint64, now time.Time) error {
+// nil. fresh says whether the change proves the replica current: a change
+// on a fresh watch after snapshot_end is live, while one of a resumed
+// watch's backlog is not (later changes of the backlog, revocations among
+// them, are still to come), so it advances the revision but not lastHeard;
+// the progress that ends the backlog does.
+//
+// These are protocol errors, answered by a resync: a revision that does
+// not increase, the zero id (a change whose id did not parse: the replica
+// cannot tell what it names, and it may be a revocation), and an active
+// delegation replacing a revoked one (revocation is final; a "created"
+// change for a revoked id means the streams disagree).
+func (r *replica) apply(id domain.ID, d *domain.Delegation, revision uint64, now time.Time, fresh bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if revision <= r.revision {
 		return fmt.Errorf("%w: change revision %d after revision %d", errProtocol, revision, r.revision)
 	}
-	switch {
-	case id.IsZero():
-	case d == nil:
+	if id.IsZero() {
+		return fmt.Errorf("%w: change at revision %d names no valid delegation id", errProtocol, revision)
+	}
+	if old := r.byID[id]; old != nil && old.State == domain.StateRevoked && d != nil && d.State != domain.StateRevoked {
+		return fmt.Errorf("%w: change at revision %d reactivates revoked delegation %s", errProtocol, revision, id)
+	}
+	if d == nil {
 		delete(r.byID, id)
-	default:
+	} else {
 		r.byID[id] = d
 	}
-	r.revision, r.lastHeard = revision, now
+	r.revision = revision
+	if fresh {
+		r.lastHeard = now
+	}
 	r.broadcastLocked()
 	return nil
 }

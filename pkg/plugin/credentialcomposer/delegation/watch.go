@@ -17,7 +17,8 @@ import (
 
 // errProtocol marks a stream that broke the WatchDelegations contract (a
 // snapshot on a resumed watch, a change before snapshot_end, a revision that
-// does not increase, an unspecified change type). The replica cannot know
+// does not increase, an unspecified change type, a change whose id does not
+// parse, a revoked delegation made active again). The replica cannot know
 // what it missed, so it resyncs from a fresh snapshot, as after OUT_OF_RANGE.
 var errProtocol = errors.New("composer: watch stream broke protocol")
 
@@ -109,6 +110,11 @@ func (w *watcher) watchOnce(ctx context.Context) (since uint64, received bool, e
 		return since, false, err
 	}
 	snapshotting := since == 0
+	// caughtUp: the stream has sent everything up to now, so a change
+	// proves the replica current. A fresh watch is caught up at
+	// snapshot_end; a resumed one only at its first progress, which the
+	// server sends once the backlog is out.
+	caughtUp := false
 	var snapshot []*domain.Delegation
 	for {
 		msg, err := stream.Recv()
@@ -136,7 +142,7 @@ func (w *watcher) watchOnce(ctx context.Context) (since uint64, received bool, e
 			if !snapshotting {
 				return since, received, fmt.Errorf("%w: snapshot_end outside a fresh watch", errProtocol)
 			}
-			snapshotting = false
+			snapshotting, caughtUp = false, true
 			revision := kind.SnapshotEnd.GetRevision()
 			w.replica.install(snapshot, revision, now)
 			w.log.Info("Delegation replica ready", logKeyRevision, revision, logKeyDelegations, len(snapshot))
@@ -145,11 +151,12 @@ func (w *watcher) watchOnce(ctx context.Context) (since uint64, received bool, e
 			if snapshotting {
 				return since, received, fmt.Errorf("%w: change before snapshot_end", errProtocol)
 			}
-			if err := w.applyChange(kind.Change, now); err != nil {
+			if err := w.applyChange(kind.Change, now, caughtUp); err != nil {
 				return since, received, err
 			}
 		case *delegationv1.WatchDelegationsResponse_Progress:
 			if !snapshotting {
+				caughtUp = true
 				w.replica.progress(kind.Progress.GetRevision(), now)
 			}
 		default:
@@ -160,8 +167,10 @@ func (w *watcher) watchOnce(ctx context.Context) (since uint64, received bool, e
 
 // applyChange applies one change. A delegation that does not convert, or a
 // "revoked" change whose delegation is not revoked, removes any entry under
-// its id: the replica only ever loses authority on bad input.
-func (w *watcher) applyChange(c *delegationv1.DelegationChange, now time.Time) error {
+// its id: the replica only ever loses authority on bad input. A change whose
+// id does not parse is a protocol error (replica.apply). fresh is passed to
+// replica.apply.
+func (w *watcher) applyChange(c *delegationv1.DelegationChange, now time.Time, fresh bool) error {
 	t := c.GetType()
 	if t != delegationv1.ChangeType_CHANGE_TYPE_CREATED && t != delegationv1.ChangeType_CHANGE_TYPE_REVOKED {
 		return fmt.Errorf("%w: change type %s at revision %d", errProtocol, t, c.GetRevision())
@@ -178,7 +187,7 @@ func (w *watcher) applyChange(c *delegationv1.DelegationChange, now time.Time) e
 	} else if parsed, err := domain.ParseID(pb.GetId()); err == nil {
 		id = parsed
 	}
-	return w.replica.apply(id, d, c.GetRevision(), now)
+	return w.replica.apply(id, d, c.GetRevision(), now, fresh)
 }
 
 // convert returns the domain delegation, or nil (logged) when pb is

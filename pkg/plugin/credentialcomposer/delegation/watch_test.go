@@ -50,6 +50,87 @@ func TestWatchResumesAfterBreak(t *testing.T) {
 	containsLog(t, h.logs, "Delegation watch stream ended; reconnecting", "since_revision=0", "server going away")
 }
 
+// TestResumedBacklogIsNotFresh: after an outage longer than max_staleness,
+// a resumed watch replays the backlog. Until the progress that ends it, the
+// replica must stay stale even though changes arrive: a revocation may still
+// be further down the backlog. Once the progress arrives, the revocation is
+// in force.
+func TestResumedBacklogIsNotFresh(t *testing.T) {
+	srv := startFakeServer(t, "", pbDelegation(rootID, ""), pbDelegation(childID, rootID))
+	h := newHarness(t, srv, "")
+	h.waitRevision(t, 2)
+
+	srv.mu.Lock()
+	srv.holdResumeProgress = true
+	srv.mu.Unlock()
+	srv.breakStreams()
+	checkStatus(t, h.nextEnd(t), codes.Unavailable, "server going away")
+	h.clock.Add(time.Minute) // the outage outlasts max_staleness (30s)
+	srv.create(pbDelegation(otherID, ""))
+	h.waitRevision(t, srv.revoke(childID))
+	h.waitWatches(t, 0, 2)
+
+	stale := "composer: delegation replica is stale: last heard from agentid-server 1m0s ago, bound 30s"
+	checkStatus(t, h.compose(t, orchestrator, otherID), codes.Unavailable, stale)
+	checkStatus(t, h.compose(t, analyst, childID), codes.Unavailable, stale)
+
+	srv.heartbeat() // the progress that ends the backlog
+	now := h.clock.Now()
+	h.waitReplica(t, "progress", func(r *replica) bool {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return r.lastHeard.Equal(now)
+	})
+	checkStatus(t, h.compose(t, analyst, childID), codes.PermissionDenied, "composer: delegation is revoked: "+childID)
+	if err := h.compose(t, orchestrator, otherID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestWatchResyncsOnUnsafeChanges: a change the replica cannot apply
+// without possibly keeping authority it should lose is a protocol error,
+// answered by a fresh snapshot: a change whose id does not parse (it may
+// have been a revocation), and a "created" change for an id the replica
+// holds as revoked.
+func TestWatchResyncsOnUnsafeChanges(t *testing.T) {
+	changeOf := func(revision uint64, typ delegationv1.ChangeType, d *delegationv1.Delegation) *delegationv1.WatchDelegationsResponse {
+		return &delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Change{Change: &delegationv1.DelegationChange{
+			Revision: revision, Type: typ, Delegation: d,
+		}}}
+	}
+	t.Run("id does not parse", func(t *testing.T) {
+		srv := startFakeServer(t, "", pbDelegation(rootID, ""), pbDelegation(childID, rootID))
+		h := newHarness(t, srv, "")
+		h.waitRevision(t, 2)
+		srv.inject(changeOf(3, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, &delegationv1.Delegation{Id: "nope"}))
+		wantErr := "composer: watch stream broke protocol: change at revision 3 names no valid delegation id"
+		if err := h.nextEnd(t); err == nil || err.Error() != wantErr {
+			t.Fatalf("stream ended with %v\nwant %s", err, wantErr)
+		}
+		h.waitWatches(t, 0, 0)
+		h.waitRevision(t, 2)
+		if err := h.compose(t, analyst, childID); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("created change for a revoked id", func(t *testing.T) {
+		srv := startFakeServer(t, "", pbDelegation(rootID, ""), pbDelegation(childID, rootID))
+		h := newHarness(t, srv, "")
+		h.waitRevision(t, 2)
+		h.waitRevision(t, srv.revoke(childID))
+		srv.inject(changeOf(4, delegationv1.ChangeType_CHANGE_TYPE_CREATED, pbDelegation(childID, rootID)))
+		wantErr := "composer: watch stream broke protocol: change at revision 4 reactivates revoked delegation " + childID
+		if err := h.nextEnd(t); err == nil || err.Error() != wantErr {
+			t.Fatalf("stream ended with %v\nwant %s\n%s", err, wantErr, h.logs.String())
+		}
+		h.waitWatches(t, 0, 0)
+		h.waitRevision(t, 3)
+		// The fresh snapshot holds live delegations only: the revoked one
+		// is unknown now, and never active.
+		checkStatus(t, h.compose(t, analyst, childID), codes.PermissionDenied, "composer: unknown delegation: "+childID)
+	})
+}
+
 // TestWatchOutOfRangeResyncs restores the server's store from a "backup"
 // (the plugin's revision is no longer in its log): the resumed watch gets
 // OUT_OF_RANGE, the plugin discards its replica and takes a fresh snapshot.
@@ -124,7 +205,8 @@ func TestWatchProtocolViolations(t *testing.T) {
 // TestWatchMalformedDelegations checks the decision for malformed input:
 // a malformed delegation is logged and never kept (its tokens fail), the
 // rest of the replica keeps serving, and a malformed "revoked" change
-// removes what it names.
+// removes what it names. (A change whose id does not parse is a protocol
+// error: TestWatchResyncsOnUnsafeChanges.)
 func TestWatchMalformedDelegations(t *testing.T) {
 	badScopes := pbDelegation(otherID, "")
 	badScopes.Scopes = []string{"crm write"}
@@ -150,9 +232,7 @@ func TestWatchMalformedDelegations(t *testing.T) {
 	srv.inject(changeOf(5, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, revokedRoot))
 	// A "revoked" change carrying an active delegation.
 	srv.inject(changeOf(6, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, pbDelegation(childID, rootID)))
-	// A change whose id does not parse names nothing the replica holds.
-	srv.inject(changeOf(7, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, &delegationv1.Delegation{Id: "nope"}))
-	h.waitRevision(t, 7)
+	h.waitRevision(t, 6)
 
 	checkStatus(t, h.compose(t, orchestrator, closeID), codes.PermissionDenied, "composer: unknown delegation: "+closeID)
 	checkStatus(t, h.compose(t, orchestrator, rootID), codes.PermissionDenied, "composer: unknown delegation: "+rootID)
@@ -160,7 +240,6 @@ func TestWatchMalformedDelegations(t *testing.T) {
 	containsLog(t, h.logs, "Dropping malformed delegation", "delegation_id="+closeID, "chain must end with the agent")
 	containsLog(t, h.logs, "Dropping malformed delegation", "delegation_id="+rootID, "revoked_at is missing")
 	containsLog(t, h.logs, "Dropping delegation: revoked change carries an unrevoked delegation", "delegation_id="+childID)
-	containsLog(t, h.logs, "Dropping malformed delegation", "invalid delegation id: length 4, want 30")
 	if got := h.srv.watchLog(); len(got) != 1 {
 		t.Fatalf("malformed delegations caused a resync: watches %v", got)
 	}
@@ -232,6 +311,14 @@ func TestReconfigure(t *testing.T) {
 	if err := h.compose(t, analyst, childID); err != nil {
 		t.Fatal(err)
 	}
+	h.configure(t, "max_staleness = \"2m\"\nmarker_prefix = \"urn:example:dlg:\"")
+	if h.rt(t) != first {
+		t.Fatal("a new marker_prefix restarted the replica")
+	}
+	_, err := h.client.ComposeWorkloadJWTSVID(context.Background(), jwtRequest(t, analyst, crm, "urn:example:dlg:"+childID))
+	if err != nil {
+		t.Fatalf("with the new marker_prefix: %v", err)
+	}
 
 	other := startFakeServer(t, "", pbDelegation(otherID, ""))
 	h.socket = other.path
@@ -299,13 +386,18 @@ func convertAll(t testing.TB, pbs ...*delegationv1.Delegation) []*domain.Delegat
 func TestUnknownWaitsForTheStream(t *testing.T) {
 	srv := startFakeServer(t, "", pbDelegation(rootID, ""))
 	h := newHarness(t, srv, "")
+	waiting := make(chan struct{}, 100)
+	h.plugin.hooks.lookupWaiting = func() { waiting <- struct{}{} }
 	h.plugin.tuning.unknownWait = 5 * time.Second
 	h.waitRevision(t, 1)
 
 	done := make(chan error, 1)
 	go func() { done <- h.compose(t, orchestrator, otherID) }()
-	// Create only once the lookup is (very likely) waiting.
-	time.Sleep(50 * time.Millisecond)
+	select { // create only once the lookup waits
+	case <-waiting:
+	case <-time.After(waitLimit):
+		t.Fatal("lookup of an unknown id did not wait")
+	}
 	srv.create(pbDelegation(otherID, ""))
 	select {
 	case err := <-done:
@@ -322,5 +414,21 @@ func TestUnknownWaitsForTheStream(t *testing.T) {
 		"composer: unknown delegation: dlg_00000000000000000000000000")
 	if waited := time.Since(start); waited < 100*time.Millisecond || waited > 2*time.Second {
 		t.Fatalf("unknown id waited %s, want about the 100ms bound", waited)
+	}
+}
+
+// TestUnknownWaitersAreBounded fills the waiting slots: a further lookup of
+// an unknown id must be refused at once, without waiting.
+func TestUnknownWaitersAreBounded(t *testing.T) {
+	srv := startFakeServer(t, "", pbDelegation(rootID, ""))
+	h := newHarness(t, srv, "")
+	h.plugin.hooks.lookupWaiting = func() { t.Error("a lookup waited beyond the bound") }
+	h.plugin.tuning.unknownWait = time.Hour
+	h.waitRevision(t, 1)
+
+	h.plugin.unknownWaiters.Store(maxUnknownWaiters)
+	checkStatus(t, h.compose(t, orchestrator, otherID), codes.PermissionDenied, "composer: unknown delegation: "+otherID)
+	if n := h.plugin.unknownWaiters.Load(); n != maxUnknownWaiters {
+		t.Errorf("waiters = %d after a refused lookup, want %d", n, maxUnknownWaiters)
 	}
 }

@@ -3,11 +3,11 @@ package aiagent
 import (
 	"crypto"
 	"fmt"
-	"github.com/agentid/agentid/pkg/plugin/internal/hclkeys"
 	"path"
 	"slices"
 	"strings"
 
+	"github.com/agentid/agentid/pkg/plugin/internal/hclkeys"
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
 )

@@ -58,6 +58,11 @@
 // attestation give fewer or no selectors, and a warning where an operator
 // should look.
 //
+// The manifest path is the workload's choice, so the plugin looks before it
+// opens: an O_PATH handle (which opens nothing) must name a regular file of a
+// real file system (not /proc-like, not FUSE) before that same inode is
+// opened for reading. Attest gives up when its context ends.
+//
 // Because the manifest lives in the workload's own filesystem, selectors
 // other than signer and exe-sha256 are the workload's claims about itself:
 // registration entries should require signer and exe-sha256.

@@ -72,8 +72,11 @@ func New() *Plugin {
 
 // SetLogger is called by the plugin framework with a logger wired to SPIRE's
 // log. Warnings about manifests and signatures go there.
+// It takes the lock because Attest may already be running.
 func (p *Plugin) SetLogger(log hclog.Logger) {
+	p.mu.Lock()
 	p.log = log
+	p.mu.Unlock()
 }
 
 // Configure builds the configuration from the plugin_data HCL and replaces
@@ -98,13 +101,13 @@ func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*co
 	return &configv1.ValidateResponse{Valid: err == nil, Notes: notes}, nil
 }
 
-func (p *Plugin) getConfig() (*config, error) {
+func (p *Plugin) getConfig() (*config, hclog.Logger, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.config == nil {
-		return nil, status.Error(codes.FailedPrecondition, "aiagent: not configured")
+		return nil, nil, status.Error(codes.FailedPrecondition, "aiagent: not configured")
 	}
-	return p.config, nil
+	return p.config, p.log, nil
 }
 
 // Attest returns the selectors of the process req.Pid.
@@ -116,26 +119,43 @@ func (p *Plugin) getConfig() (*config, error) {
 // controls (no manifest, a broken or oversized one, a bad signature) and a
 // process that exits or is replaced during attestation yield fewer or no
 // selectors, with a warning in the log where an operator should look.
-func (p *Plugin) Attest(_ context.Context, req *workloadattestorv1.AttestRequest) (*workloadattestorv1.AttestResponse, error) {
-	c, err := p.getConfig()
+//
+// Attest returns when ctx ends even if a read is stuck (a file system that
+// does not answer): the work goes on in the background and its result is
+// dropped, so one stuck file cannot hold SPIRE's attestation call.
+func (p *Plugin) Attest(ctx context.Context, req *workloadattestorv1.AttestRequest) (*workloadattestorv1.AttestResponse, error) {
+	c, log, err := p.getConfig()
 	if err != nil {
 		return nil, err
 	}
 	if req.GetPid() <= 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "aiagent: invalid pid %d", req.GetPid())
 	}
-	selectors, err := p.attest(c, req.GetPid())
-	if err != nil {
-		return nil, err
+	type result struct {
+		selectors []string
+		err       error
 	}
-	return &workloadattestorv1.AttestResponse{SelectorValues: selectors}, nil
+	done := make(chan result, 1) // buffered: an abandoned attest does not block
+	go func() {
+		selectors, err := p.attest(ctx, c, log, req.GetPid())
+		done <- result{selectors, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return &workloadattestorv1.AttestResponse{SelectorValues: r.selectors}, nil
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}
 }
 
 // attest does the work of Attest. It returns nil selectors for "no
 // selectors" and a gRPC status error for "cannot attest".
-func (p *Plugin) attest(c *config, pid int32) ([]string, error) {
+func (p *Plugin) attest(ctx context.Context, c *config, log hclog.Logger, pid int32) ([]string, error) {
 	procDir := procRoot + "/" + strconv.FormatInt(int64(pid), 10)
-	log := p.log.With(logKeyPID, pid)
+	log = log.With(logKeyPID, pid)
 
 	before, err := readProcStat(procDir)
 	if err != nil {
@@ -173,8 +193,10 @@ func (p *Plugin) attest(c *config, pid int32) ([]string, error) {
 	}
 	signer := p.signer(c, root, manifestPath, data, log)
 
-	exeDigest, err := p.digests.digest(procDir+"/exe", c.maxExeSize)
+	exeDigest, err := p.digests.digest(ctx, procDir+"/exe", c.maxExeSize)
 	switch {
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return nil, status.FromContextError(err).Err()
 	case errors.Is(err, errTooLarge):
 		// The workload chose its binary: this costs only the selector.
 		log.Warn("Not hashing the process executable; no exe-sha256 selector", logKeyReason, err.Error())

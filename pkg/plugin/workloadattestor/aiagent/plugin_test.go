@@ -7,10 +7,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/go-hclog"
 	workloadattestorv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/agent/workloadattestor/v1"
+	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -226,6 +230,18 @@ func TestAttest(t *testing.T) {
 			wantLog: `is not a regular file (p---------)`,
 		},
 		{
+			name:     "symlink to a FIFO is not opened",
+			files:    map[string][]byte{"fifo": nil},
+			symlinks: map[string]string{"manifest.json": "fifo"},
+			env:      "./manifest.json",
+			wantLog:  `is not a regular file (p---------)`,
+		},
+		{
+			name:    "character device at the manifest path",
+			env:     "/dev/null",
+			wantLog: `dev/null is not a regular file (Dc---------)`,
+		},
+		{
 			name:    "directory at the manifest path",
 			files:   map[string][]byte{"manifest.json/x": manifest},
 			env:     "./manifest.json",
@@ -242,6 +258,19 @@ func TestAttest(t *testing.T) {
 			symlinks: map[string]string{"manifest.json": "..data/manifest.json"},
 			env:      "./manifest.json",
 			want:     unsigned, digestOf: "..data/manifest.json",
+		},
+		{
+			name:     "chain of relative symlinks is followed",
+			files:    map[string][]byte{"..data/manifest.json": manifest},
+			symlinks: map[string]string{"manifest.json": "link", "link": "..data/manifest.json"},
+			env:      "./manifest.json",
+			want:     unsigned, digestOf: "..data/manifest.json",
+		},
+		{
+			name:     "symlink loop",
+			symlinks: map[string]string{"manifest.json": "loop", "loop": "manifest.json"},
+			env:      "./manifest.json",
+			wantLog:  `aiagent: too many levels of symbolic links`,
 		},
 		{
 			name:     "absolute symlink is refused",
@@ -322,6 +351,106 @@ func runAttestCase(t *testing.T, keys *testKeys, tc attestCase) {
 	case tc.wantLog != "" && !strings.Contains(logs, tc.wantLog):
 		t.Errorf("log does not contain %q:\n%s", tc.wantLog, logs)
 	}
+}
+
+// TestAttestDoesNotOpenSpecialFiles plants a FIFO at the manifest path with
+// a writer blocked in open(2): a writer's open returns as soon as any reader
+// opens the FIFO, so it returning is proof that the plugin opened the file,
+// which for a device can have side effects (/dev/watchdog arms on open).
+// The plugin must look at the path without opening it.
+//
+// The check for "the writer is still blocked" waits a bounded 100 ms after
+// Attest returned; with a plugin that opens the FIFO the writer is released
+// during Attest, so the wait can only make the test pass wrongly under
+// extreme load, never fail wrongly.
+func TestAttestDoesNotOpenSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "manifest.json")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opened := make(chan *os.File, 1)
+	go func() {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0) // blocks until a reader opens
+		if err != nil {
+			t.Error(err)
+		}
+		opened <- w
+	}()
+	t.Cleanup(func() {
+		// Release the writer and close both ends.
+		r, err := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := <-opened; w != nil {
+			w.Close()
+		}
+		r.Close()
+	})
+
+	s := serve(t, nil)
+	s.configure(t, "")
+	c := startChild(t, ManifestEnv+"="+fifo)
+	if got := s.attest(t, c.pid); len(got) != 0 {
+		t.Errorf("selectors = %q, want none", got)
+	}
+	if !strings.Contains(s.log.String(), "is not a regular file (p---------)") {
+		t.Errorf("log does not explain the refusal:\n%s", s.log.String())
+	}
+	select {
+	case w := <-opened:
+		opened <- w // for the cleanup
+		t.Error("the plugin opened the FIFO: the blocked writer was released")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestAttestHonoursContext holds an attestation in the middle (as a stuck
+// read would) and ends the caller's context: Attest must return at once
+// with the context's error, not wait for the work.
+func TestAttestHonoursContext(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "manifest.json", []byte(goodManifest))
+	release := make(chan struct{})
+	held := make(chan struct{})
+	plugin := New()
+	plugin.hooks.beforeRecheck = func(int32) {
+		close(held)
+		<-release
+	}
+	defer close(release)
+	if _, err := plugin.Configure(context.Background(), &configv1.ConfigureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	c := startChild(t, ManifestEnv+"="+p)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-held
+		cancel()
+	}()
+	_, err := plugin.Attest(ctx, &workloadattestorv1.AttestRequest{Pid: c.pid})
+	assertStatus(t, err, codes.Canceled, "context canceled")
+}
+
+// TestSetLoggerWhileAttesting replaces the logger while attestations run
+// (run with -race): SetLogger must take the lock Attest reads under.
+func TestSetLoggerWhileAttesting(t *testing.T) {
+	plugin := New()
+	if _, err := plugin.Configure(context.Background(), &configv1.ConfigureRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range 20 {
+			plugin.SetLogger(hclog.NewNullLogger())
+		}
+	})
+	for range 20 {
+		if _, err := plugin.Attest(context.Background(), &workloadattestorv1.AttestRequest{Pid: int32(os.Getpid())}); err != nil {
+			t.Error(err)
+		}
+	}
+	wg.Wait()
 }
 
 // TestAttestProcessGoneMidAttestation ends the process between the two

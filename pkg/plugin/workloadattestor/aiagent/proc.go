@@ -3,6 +3,7 @@ package aiagent
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -131,30 +132,19 @@ func readCapped(f *os.File, limit int64) ([]byte, error) {
 }
 
 // readInRoot reads the regular file rel (root-relative) inside root, up to
-// limit bytes. It opens without blocking, so a FIFO or device planted at the
-// path cannot stall attestation, and refuses anything but a regular file of
-// a real file system.
+// limit bytes. The path is the workload's choice, so nothing is opened for
+// reading before it is known to be a regular file of a real file system:
+// openRegularInRoot (stat_linux.go) first takes an O_PATH handle, which
+// opens no device, FIFO or FUSE file, checks it, and only then reopens that
+// very inode read-only and non-blocking.
 // The os.Root keeps every step, symlinks included, inside the process's root
 // filesystem; absolute symlinks are refused.
 func readInRoot(root *os.Root, rel string, limit int64) ([]byte, error) {
-	f, err := root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, err := openRegularInRoot(root, rel, limit)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file (%s)", rel, fi.Mode().Type())
-	}
-	if err := checkNotPseudoFS(f); err != nil {
-		return nil, err
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%w: %d bytes, more than %d", errTooLarge, fi.Size(), limit)
-	}
 	return readCapped(f, limit)
 }
 
@@ -190,8 +180,10 @@ func newDigestCache() *digestCache {
 
 // digest returns the hex SHA-256 of the file name (e.g. /proc/<pid>/exe),
 // from the cache when the file's key is unchanged. A file larger than limit
-// bytes is not hashed (errTooLarge).
-func (c *digestCache) digest(name string, limit int64) (string, error) {
+// bytes is not hashed (errTooLarge). A caller waiting for another's hash of
+// the same file gives up when ctx ends, and so does the hashing itself
+// (the half-done result is not cached).
+func (c *digestCache) digest(ctx context.Context, name string, limit int64) (string, error) {
 	fi, err := os.Stat(name)
 	if err != nil {
 		return "", err
@@ -208,8 +200,12 @@ func (c *digestCache) digest(name string, limit int64) (string, error) {
 	e, ok := c.entries[key]
 	if ok {
 		c.mu.Unlock()
-		<-e.done
-		return e.digest, e.err
+		select {
+		case <-e.done:
+			return e.digest, e.err
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
 	}
 	e = &digestEntry{done: make(chan struct{})}
 	if len(c.entries) >= digestCacheSize {
@@ -221,7 +217,7 @@ func (c *digestCache) digest(name string, limit int64) (string, error) {
 	c.entries[key] = e
 	c.mu.Unlock()
 
-	e.digest, e.err = hashFile(name, key)
+	e.digest, e.err = hashFile(ctx, name, key)
 	if e.err != nil {
 		c.mu.Lock()
 		if c.entries[key] == e {
@@ -239,7 +235,7 @@ var errFileChanged = errors.New("aiagent: executable changed while being hashed"
 // hashFile hashes name, checking before and after that it is still the file
 // version key names, so that a digest is never cached under another
 // version's key.
-func hashFile(name string, key fileKey) (string, error) {
+func hashFile(ctx context.Context, name string, key fileKey) (string, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return "", err
@@ -249,13 +245,27 @@ func hashFile(name string, key fileKey) (string, error) {
 		return "", err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
 		return "", err
 	}
 	if err := sameKey(f, key); err != nil {
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// ctxReader stops a copy when ctx ends; io.Copy reads in 32 KiB chunks, so
+// the check is cheap beside the hashing.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
 }
 
 func sameKey(f *os.File, want fileKey) error {

@@ -2,8 +2,10 @@ package aiagent
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -152,23 +154,23 @@ func TestDigestCache(t *testing.T) {
 	c := newDigestCache()
 	hexSum := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
 
-	if got := must(c.digest(p, 1<<20)); got != hexSum("version one") {
+	if got := must(c.digest(context.Background(), p, 1<<20)); got != hexSum("version one") {
 		t.Errorf("digest = %s", got)
 	}
 	// Rewritten in place (same inode): the size (and the times) change, so
 	// the key changes and the file is hashed again. The length differs so
 	// that the test does not depend on the file system's time granularity.
 	writeFile(t, dir, "bin", []byte("version 2.0"+"!"))
-	if got := must(c.digest(p, 1<<20)); got != hexSum("version 2.0!") {
+	if got := must(c.digest(context.Background(), p, 1<<20)); got != hexSum("version 2.0!") {
 		t.Errorf("digest after rewrite = %s", got)
 	}
 	if len(c.entries) != 2 {
 		t.Errorf("cache has %d entries, want 2", len(c.entries))
 	}
-	if _, err := c.digest(dir+"/missing", 1<<20); !os.IsNotExist(err) {
+	if _, err := c.digest(context.Background(), dir+"/missing", 1<<20); !os.IsNotExist(err) {
 		t.Errorf("digest of missing file: %v", err)
 	}
-	if _, err := c.digest(p, 11); err == nil || err.Error() != "file too large: 12 bytes, more than 11" {
+	if _, err := c.digest(context.Background(), p, 11); err == nil || err.Error() != "file too large: 12 bytes, more than 11" {
 		t.Errorf("digest over the limit: %v", err)
 	}
 }
@@ -178,7 +180,7 @@ func TestDigestCacheBounded(t *testing.T) {
 	c := newDigestCache()
 	for i := range digestCacheSize + 10 {
 		p := writeFile(t, dir, fmt.Sprint(i), []byte{byte(i)})
-		if _, err := c.digest(p, 1<<20); err != nil {
+		if _, err := c.digest(context.Background(), p, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,7 +198,7 @@ func TestDigestCacheConcurrent(t *testing.T) {
 	results := make([]string, 8)
 	for i := range results {
 		wg.Go(func() {
-			d, err := c.digest(p, 1<<20)
+			d, err := c.digest(context.Background(), p, 1<<20)
 			if err != nil {
 				t.Error(err)
 			}
@@ -211,5 +213,45 @@ func TestDigestCacheConcurrent(t *testing.T) {
 	}
 	if len(c.entries) != 1 {
 		t.Errorf("cache has %d entries, want 1", len(c.entries))
+	}
+}
+
+// TestDigestCacheWaiterHonoursContext puts a hash in flight that never
+// finishes: a second caller for the same file must return when its context
+// ends instead of waiting for ever.
+func TestDigestCacheWaiterHonoursContext(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "bin", []byte("exe"))
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := keyOf(fi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newDigestCache()
+	c.entries[key] = &digestEntry{done: make(chan struct{})} // never closed
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.digest(ctx, p, 1<<20); !errors.Is(err, context.Canceled) {
+		t.Errorf("digest with a cancelled context = %v, want %v", err, context.Canceled)
+	}
+}
+
+// TestHashFileHonoursContext checks that hashing stops when ctx ends.
+func TestHashFileHonoursContext(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "bin", []byte("exe"))
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := keyOf(fi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := hashFile(ctx, p, key); !errors.Is(err, context.Canceled) {
+		t.Errorf("hashFile with a cancelled context = %v, want %v", err, context.Canceled)
 	}
 }

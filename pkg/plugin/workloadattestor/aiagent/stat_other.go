@@ -17,3 +17,7 @@ func keyOf(fs.FileInfo) (fileKey, error) {
 func checkNotPseudoFS(*os.File) error {
 	return errors.New("aiagent: unsupported platform")
 }
+
+func openRegularInRoot(*os.Root, string, int64) (*os.File, error) {
+	return nil, errors.New("aiagent: unsupported platform")
+}
