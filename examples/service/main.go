@@ -22,9 +22,14 @@ func main() {
 	flag.StringVar(&config.WorkloadAPIAddr, "workload-api", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API address (env SPIFFE_ENDPOINT_SOCKET)")
 	flag.StringVar(&config.Listen, "listen", envOr("SERVICE_LISTEN", "127.0.0.1:8443"), "mTLS listen address (env SERVICE_LISTEN)")
 	flag.StringVar(&config.Audience, "audience", os.Getenv("SERVICE_AUDIENCE"), "accepted token audience; default the service's SPIFFE ID (env SERVICE_AUDIENCE)")
-	flag.StringVar(&config.ServerAddr, "server-addr", os.Getenv("AGENTID_SERVER_ADDR"), "agentid-server mTLS address for the revocation watch; empty: none (env AGENTID_SERVER_ADDR)")
+	flag.StringVar(&config.ServerAddr, "server-addr", os.Getenv("AGENTID_SERVER_ADDR"), "agentid-server mTLS address for the revocation watch, required (env AGENTID_SERVER_ADDR)")
 	flag.StringVar(&serverID, "server-id", os.Getenv("AGENTID_SERVER_ID"), "agentid-server's SPIFFE ID (env AGENTID_SERVER_ID)")
+	flag.BoolVar(&config.InsecureNoRevocation, "insecure-no-revocation", false, "DANGEROUS: run without -server-addr; tokens of revoked delegations are accepted until they expire")
 	flag.Parse()
+	if config.ServerAddr == "" && !config.InsecureNoRevocation {
+		fmt.Fprintln(os.Stderr, "service: -server-addr is required (revocation checking); -insecure-no-revocation runs without it")
+		os.Exit(2)
+	}
 	if config.ServerAddr != "" {
 		id, err := spiffeid.FromString(serverID)
 		if err != nil {

@@ -21,8 +21,10 @@ type Config struct {
 	WorkloadAPIAddr string
 	// ID pins the agent's SPIFFE ID. The Workload API may hand a process
 	// more than one X509-SVID; with ID set the Agent uses that one and New
-	// fails with ErrNoIdentity if it is not among them. Empty means the first
-	// (SPIRE's default) one.
+	// fails with ErrNoIdentity if it is not among them. Should SPIRE later
+	// stop offering it, X509SVID (and every mTLS handshake) fails rather
+	// than the agent switching identity. Empty means the first (SPIRE's
+	// default) one.
 	ID spiffeid.ID
 	// Clock returns the current time for the token cache. Default time.Now.
 	Clock func() time.Time
@@ -54,28 +56,23 @@ func New(ctx context.Context, config Config) (*Agent, error) {
 	}
 	want := config.ID
 	source, err := workloadapi.NewX509Source(ctx, workloadapi.WithClient(client),
-		workloadapi.WithDefaultX509SVIDPicker(func(svids []*x509svid.SVID) *x509svid.SVID {
-			for _, s := range svids {
-				if want.IsZero() || s.ID == want {
-					return s
-				}
-			}
-			return svids[0]
-		}))
+		workloadapi.WithDefaultX509SVIDPicker(pickSVID(want)))
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("%w: failed to get an X509-SVID: %w", ErrUnavailable, err)
 	}
 	svid, err := source.GetX509SVID()
-	if err != nil {
+	switch {
+	case err != nil && !want.IsZero():
+		// The source has had its first update, so a missing SVID means
+		// the picker found none with the pinned ID.
+		source.Close()
+		client.Close()
+		return nil, fmt.Errorf("%w: the Workload API does not offer %s", ErrNoIdentity, want)
+	case err != nil:
 		source.Close()
 		client.Close()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if !want.IsZero() && svid.ID != want {
-		source.Close()
-		client.Close()
-		return nil, fmt.Errorf("%w: the Workload API offers %s, not %s", ErrNoIdentity, svid.ID, want)
 	}
 	tokens, err := NewDelegatedTokens(TokensConfig{
 		Fetcher: client, ID: svid.ID, Clock: config.Clock, MaxCachedTokens: config.MaxCachedTokens,
@@ -128,4 +125,20 @@ func (a *Agent) DialServer(address string, serverID spiffeid.ID) (*ServerClient,
 // Close stops watching the Workload API.
 func (a *Agent) Close() error {
 	return errors.Join(a.x509.Close(), a.client.Close())
+}
+
+// pickSVID chooses the agent's X509-SVID among those the Workload API
+// offers: the one with SPIFFE ID want, or the first when want is zero. It
+// is consulted on every update, so when SPIRE stops offering the pinned ID
+// it returns nil and GetX509SVID fails (closed) instead of the agent
+// silently taking another identity.
+func pickSVID(want spiffeid.ID) func([]*x509svid.SVID) *x509svid.SVID {
+	return func(svids []*x509svid.SVID) *x509svid.SVID {
+		for _, s := range svids {
+			if want.IsZero() || s.ID == want {
+				return s
+			}
+		}
+		return nil
+	}
 }

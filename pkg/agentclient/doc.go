@@ -44,7 +44,10 @@
 //	req, _ := http.NewRequestWithContext(agentclient.WithDelegation(ctx, d.ID), "GET", "https://crm:8443/campaigns", nil)
 //	resp, err := client.Do(req)
 //
-// gRPC clients use PerRPCCredentials with the same context key.
+// gRPC clients use PerRPCCredentials with the same context key; they take
+// the server's authorizer too, and send no token to any other server:
+//
+//	creds, _ := agentclient.NewPerRPCCredentials(agent.Tokens(), crmID.String(), tlsconfig.AuthorizeID(crmID))
 //
 // # Delegated tokens
 //

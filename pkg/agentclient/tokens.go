@@ -27,6 +27,10 @@ const maxAudienceLength = 2048
 // handed out, even as a fallback: the receiver needs time to check it.
 const expiryMargin = 10 * time.Second
 
+// fetchTimeout bounds one shared fetch, which no single caller's context
+// cancels: the Workload API answers in milliseconds, or SPIRE is down.
+const fetchTimeout = 30 * time.Second
+
 // JWTSVIDFetcher fetches a JWT-SVID over the Workload API.
 // *workloadapi.Client implements it.
 type JWTSVIDFetcher interface {
@@ -69,7 +73,11 @@ func (t Token) refreshAt() time.Time {
 // pairs, fetching each over the Workload API with spiffe_id = the agent's ID
 // and audience = [audience, claims.Marker(delegation)], and caching it until
 // half its lifetime has passed. It is safe for concurrent use; concurrent
-// requests for one pair share one fetch.
+// requests for one pair share one fetch, which no single caller's
+// cancellation ends (each caller stops waiting when its own context ends;
+// the fetch itself is bounded by a fixed timeout). A token is handed out
+// only if it carries the delegation asked for, for exactly the audience
+// asked for.
 //
 // # Denied or unavailable
 //
@@ -182,26 +190,48 @@ func (t *DelegatedTokens) Token(ctx context.Context, id delegation.ID, audience 
 	e.flight = f
 	t.mu.Unlock()
 
+	// The fetch is shared, so it must not die with this caller's request:
+	// it keeps ctx's values but not its cancellation, and is bounded by
+	// fetchTimeout instead. Every caller, this one included, waits for it
+	// only as long as its own ctx allows.
+	go t.run(context.WithoutCancel(ctx), key, e, f)
+	select {
+	case <-f.done:
+		return f.tok, f.err
+	case <-ctx.Done():
+		return Token{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
+	}
+}
+
+// run performs the fetch of flight f for entry e and publishes its result.
+// The token is cached only if e is still the cache's entry for key: Forget
+// removes in-flight entries too, so a fetch that raced a revocation hands
+// its result to the callers already waiting but never caches it.
+func (t *DelegatedTokens) run(ctx context.Context, key tokenKey, e *tokenEntry, f *flight) {
+	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	defer cancel()
 	tok, err := t.fetch(ctx, key)
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	defer close(f.done)
 	e.flight = nil
-	now = t.clock()
+	current := t.entries[key] == e
+	now := t.clock()
 	switch {
 	case err == nil:
-		e.token, e.ok = tok, true
+		if current {
+			e.token, e.ok = tok, true
+		}
 		f.tok = tok
 	case e.ok && errors.Is(err, ErrUnavailable) && now.Add(expiryMargin).Before(e.token.ExpiresAt):
 		f.tok = e.token // the SPIRE agent's own fallback, one level up
 	default:
-		if t.entries[key] == e {
+		if current {
 			delete(t.entries, key)
 		}
 		f.err = err
 	}
-	return f.tok, f.err
 }
 
 func (t *DelegatedTokens) fetch(ctx context.Context, key tokenKey) (Token, error) {
@@ -224,6 +254,18 @@ func (t *DelegatedTokens) fetch(ctx context.Context, key tokenKey) (Token, error
 	if svid.ID != t.id {
 		return Token{}, fmt.Errorf("agentclient: fetch token under %s: %w: token subject %s is not %s", key.id, ErrUnavailable, svid.ID, t.id)
 	}
+	// Nor is the marker's absence proof of composition: the token must
+	// carry the delegation asked for, for exactly the audience asked for.
+	c, err := claims.Decode(svid.Claims, t.id)
+	if err != nil {
+		return Token{}, fmt.Errorf("agentclient: fetch token under %s: %w: token carries no valid delegation claims: %w", key.id, ErrUnavailable, err)
+	}
+	if c.ID != key.id {
+		return Token{}, fmt.Errorf("agentclient: fetch token under %s: %w: token carries delegation %s", key.id, ErrUnavailable, c.ID)
+	}
+	if len(svid.Audience) != 1 || svid.Audience[0] != key.audience {
+		return Token{}, fmt.Errorf("agentclient: fetch token under %s: %w: token audience is %q, want [%q]", key.id, ErrUnavailable, svid.Audience, key.audience)
+	}
 	iat := t.clock()
 	if v, ok := svid.Claims["iat"].(float64); ok {
 		iat = time.Unix(int64(v), 0)
@@ -232,12 +274,15 @@ func (t *DelegatedTokens) fetch(ctx context.Context, key tokenKey) (Token, error
 }
 
 // Forget drops every cached token issued under id, e.g. after the agent
-// revoked it: the next Token call asks SPIRE again.
+// revoked it: the next Token call asks SPIRE again. A fetch under id still
+// in flight is detached too: its callers get its result, but it is never
+// cached, so a token fetched just before the revocation does not outlive
+// Forget.
 func (t *DelegatedTokens) Forget(id delegation.ID) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for k, e := range t.entries {
-		if k.id == id && e.flight == nil {
+	for k := range t.entries {
+		if k.id == id {
 			delete(t.entries, k)
 		}
 	}

@@ -246,3 +246,135 @@ func TestNewDelegatedTokensValidates(t *testing.T) {
 		})
 	}
 }
+
+// rewritingFetcher stands for a SPIRE (or composer) that does not issue
+// what was asked: it rewrites the request before the fake Workload API
+// sees it.
+type rewritingFetcher struct {
+	inner   agentclient.JWTSVIDFetcher
+	rewrite func(*jwtsvid.Params)
+}
+
+func (r rewritingFetcher) FetchJWTSVID(ctx context.Context, p jwtsvid.Params) (*jwtsvid.SVID, error) {
+	r.rewrite(&p)
+	return r.inner.FetchJWTSVID(ctx, p)
+}
+
+// A token without the marker is not thereby delegated: it must carry the
+// delegation asked for, for exactly the audience asked for.
+func TestTokenNotComposedAsAskedRefused(t *testing.T) {
+	f := newFixture(t)
+	d := f.delegate(t)
+	other := f.delegate(t)
+	inner := fetcherOf(t, f.wl.Addr)
+	prefix := "agentclient: fetch token under " + d.ID.String() + ": agentclient: SPIRE unavailable or delegation denied without a recognisable reason: "
+	tests := []struct {
+		name    string
+		rewrite func(*jwtsvid.Params)
+		want    string
+	}{
+		{"plain token", func(p *jwtsvid.Params) { p.ExtraAudiences = nil },
+			prefix + "token carries no valid delegation claims: "},
+		{"other delegation", func(p *jwtsvid.Params) { p.ExtraAudiences = []string{claims.Marker(other.ID)} },
+			prefix + "token carries delegation " + other.ID.String()},
+		{"extra audience", func(p *jwtsvid.Params) { p.ExtraAudiences = append(p.ExtraAudiences, "spiffe://example.org/svc/else") },
+			prefix + `token audience is ["` + audience + `" "spiffe://example.org/svc/else"], want ["` + audience + `"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tokens, err := agentclient.NewDelegatedTokens(agentclient.TokensConfig{
+				Fetcher: rewritingFetcher{inner: inner, rewrite: tt.rewrite}, ID: servertest.Orchestrator,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = tokens.Token(servertest.Ctx(t), d.ID, audience)
+			if !errors.Is(err, agentclient.ErrUnavailable) || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Fatalf("err = %v\nwant %s…", err, tt.want)
+			}
+			if tokens.Len() != 0 {
+				t.Fatal("a refused token was cached")
+			}
+		})
+	}
+}
+
+// gatedFetcher holds every fetch until released, reporting when one starts.
+type gatedFetcher struct {
+	inner   agentclient.JWTSVIDFetcher
+	entered chan struct{}
+	release chan struct{}
+}
+
+func newGatedFetcher(inner agentclient.JWTSVIDFetcher) *gatedFetcher {
+	return &gatedFetcher{inner: inner, entered: make(chan struct{}, 8), release: make(chan struct{})}
+}
+
+func (g *gatedFetcher) FetchJWTSVID(ctx context.Context, p jwtsvid.Params) (*jwtsvid.SVID, error) {
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return g.inner.FetchJWTSVID(ctx, p)
+}
+
+// One caller giving up does not fail the others sharing its fetch.
+func TestTokenSharedFetchOutlivesFirstCaller(t *testing.T) {
+	f := newFixture(t)
+	d := f.delegate(t)
+	g := newGatedFetcher(fetcherOf(t, f.wl.Addr))
+	tokens, err := agentclient.NewDelegatedTokens(agentclient.TokensConfig{Fetcher: g, ID: servertest.Orchestrator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, cancel := context.WithCancel(servertest.Ctx(t))
+	firstErr := make(chan error, 1)
+	go func() {
+		_, err := tokens.Token(first, d.ID, audience)
+		firstErr <- err
+	}()
+	<-g.entered
+	second := make(chan error, 1)
+	go func() {
+		_, err := tokens.Token(servertest.Ctx(t), d.ID, audience)
+		second <- err
+	}()
+	cancel()
+	if err := <-firstErr; !errors.Is(err, agentclient.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: err = %v", err)
+	}
+	close(g.release)
+	if err := <-second; err != nil {
+		t.Fatalf("the other caller failed with the first one's cancellation: %v", err)
+	}
+	if n := len(g.entered); n != 0 {
+		t.Fatalf("%d more fetches started, want the first one shared", n)
+	}
+}
+
+// A fetch in flight when Forget runs is not cached afterwards.
+func TestTokenForgetDuringFetch(t *testing.T) {
+	f := newFixture(t)
+	d := f.delegate(t)
+	g := newGatedFetcher(fetcherOf(t, f.wl.Addr))
+	tokens, err := agentclient.NewDelegatedTokens(agentclient.TokensConfig{Fetcher: g, ID: servertest.Orchestrator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := tokens.Token(servertest.Ctx(t), d.ID, audience)
+		done <- err
+	}()
+	<-g.entered
+	tokens.Forget(d.ID)
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if tokens.Len() != 0 {
+		t.Fatalf("a fetch that raced Forget left %d cached tokens", tokens.Len())
+	}
+}

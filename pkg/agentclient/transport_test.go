@@ -183,7 +183,7 @@ func TestPerRPCCredentials(t *testing.T) {
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
 
-	creds, err := agentclient.NewPerRPCCredentials(f.agent.Tokens(), servertest.Verifier.String())
+	creds, err := agentclient.NewPerRPCCredentials(f.agent.Tokens(), servertest.Verifier.String(), tlsconfig.AuthorizeID(servertest.Verifier))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,5 +210,54 @@ func TestPerRPCCredentials(t *testing.T) {
 	_, err = client.Check(agentclient.WithDelegation(servertest.Ctx(t), delegation.MustParseID("dlg_01jd0000000000000000000000")), &healthpb.HealthCheckRequest{})
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "composer: unknown delegation") {
 		t.Fatalf("unknown delegation: %v", err)
+	}
+}
+
+// A token is never sent to a server other than the expected one, even when
+// the transport credentials would accept it.
+func TestPerRPCCredentialsCheckServer(t *testing.T) {
+	f := newFixture(t)
+	d := f.delegate(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	srv := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsconfig.MTLSServerConfig(testca.Source{SVID: f.env.CA.SVID(t, servertest.Analyst)}, f.env.CA, tlsconfig.AuthorizeAny()))),
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			calls.Add(1)
+			return h(ctx, req)
+		}))
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+
+	creds, err := agentclient.NewPerRPCCredentials(f.agent.Tokens(), servertest.Verifier.String(), tlsconfig.AuthorizeID(servertest.Verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(l.Addr().String(),
+		grpc.WithTransportCredentials(credentials.NewTLS(agentclient.ClientTLSConfig(f.agent.SVIDs(), f.agent.Bundles(), tlsconfig.AuthorizeAny()))),
+		grpc.WithPerRPCCredentials(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = healthpb.NewHealthClient(conn).Check(agentclient.WithDelegation(servertest.Ctx(t), d.ID), &healthpb.HealthCheckRequest{})
+	want := "agentclient: peer SPIFFE ID not authorized: unexpected ID \"" + servertest.Analyst.String() + "\""
+	if status.Code(err) != codes.Unauthenticated || status.Convert(err).Message() != want {
+		t.Fatalf("err = %v, want Unauthenticated %s", err, want)
+	}
+	if calls.Load() != 0 || f.wl.JWTFetches() != 0 {
+		t.Fatalf("server saw %d calls, %d tokens fetched", calls.Load(), f.wl.JWTFetches())
+	}
+}
+
+func TestNewPerRPCCredentialsValidates(t *testing.T) {
+	f := newFixture(t)
+	_, err := agentclient.NewPerRPCCredentials(f.agent.Tokens(), "aud", nil)
+	if err == nil || err.Error() != "agentclient: invalid config: server authorizer is required" {
+		t.Fatalf("err = %v", err)
 	}
 }

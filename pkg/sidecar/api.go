@@ -147,7 +147,7 @@ func loopbackHost(hostport string) bool {
 
 func (s *Sidecar) healthz(w http.ResponseWriter, _ *http.Request) {
 	svid, err := s.agent.X509SVID()
-	if err != nil || time.Now().After(svid.Certificates[0].NotAfter) {
+	if err != nil || s.config.Clock().After(svid.Certificates[0].NotAfter) {
 		writeError(w, http.StatusServiceUnavailable, codeSPIREUnavailable, "sidecar: no valid X509-SVID")
 		return
 	}

@@ -20,7 +20,10 @@ import (
 
 // Defaults for keys the file leaves out.
 const (
-	// DefaultListen is the API's address when `listen` is absent.
+	// DefaultListen is the API's address when `listen` is absent. Loopback
+	// TCP has no access control: every local user can act as the agent
+	// through it. It suits a pod (whose loopback only the pod's containers
+	// share); on a shared host configure a unix socket instead.
 	DefaultListen = "127.0.0.1:15080"
 	// DefaultSocketMode is the mode of a unix socket: the agent's container
 	// and the sidecar share a group, nobody else may connect.
@@ -91,7 +94,8 @@ type Config struct {
 	// Log receives the sidecar's log; nil discards it. Set by the program,
 	// not the file.
 	Log *slog.Logger
-	// Clock is the token cache's clock; nil is time.Now. Set by tests.
+	// Clock is the sidecar's clock (token cache, health check); nil is
+	// time.Now. Set by tests.
 	Clock func() time.Time
 }
 
@@ -272,26 +276,85 @@ func (f file) build() (Config, error) {
 	if !c.Listen.IsZero() && c.Listen == c.ProxyListen && !strings.HasSuffix(c.Listen.address, ":0") {
 		bad("proxy_listen: same address as listen")
 	}
+	errs = append(errs, c.applyDefaults()...)
+	if len(errs) > 0 {
+		return Config{}, newConfigError(errs, notLoopback)
+	}
+	return c, nil
+}
+
+func newConfigError(errs []string, notLoopback bool) error {
+	err := &configError{msg: ErrInvalidConfig.Error() + ": " + strings.Join(errs, "; "), causes: []error{ErrInvalidConfig}}
+	if notLoopback {
+		err.causes = append(err.causes, ErrNotLoopback)
+	}
+	return err
+}
+
+// applyDefaults fills the zero values that have defaults and checks the
+// ranges of the numeric fields, for a file and a Config built in code
+// alike: a zero RequestTimeout would time every call out, a zero
+// MaxBodyBytes refuse every body, a zero SocketMode lock the agent out.
+// It returns the problems, named by their file keys.
+func (c *Config) applyDefaults() []string {
+	var errs []string
+	switch {
+	case c.SocketMode == 0:
+		c.SocketMode = DefaultSocketMode
+	case c.SocketMode&^fs.ModePerm != 0:
+		errs = append(errs, fmt.Sprintf("socket_mode: %v is not a permission mode like 0660", c.SocketMode))
+	case c.SocketMode&0o007 != 0:
+		errs = append(errs, fmt.Sprintf("socket_mode: %04o lets every local user reach the agent's credentials", uint32(c.SocketMode)))
+	}
 	switch {
 	case c.MaxBodyBytes == 0:
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > maxMaxBodyBytes:
-		bad("max_body_bytes: %d outside 1024..%d", c.MaxBodyBytes, maxMaxBodyBytes)
+		errs = append(errs, fmt.Sprintf("max_body_bytes: %d outside 1024..%d", c.MaxBodyBytes, maxMaxBodyBytes))
 	}
 	switch {
 	case c.RequestTimeout == 0:
 		c.RequestTimeout = DefaultRequestTimeout
 	case c.RequestTimeout < 0 || c.RequestTimeout > 5*time.Minute:
-		bad("request_timeout: %v outside 0..5m", c.RequestTimeout)
+		errs = append(errs, fmt.Sprintf("request_timeout: %v outside 0..5m", c.RequestTimeout))
+	}
+	for i := range c.Routes {
+		if r := &c.Routes[i]; r.Audience == "" && !r.SPIFFEID.IsZero() {
+			r.Audience = r.SPIFFEID.String()
+		}
+	}
+	return errs
+}
+
+// check applies the defaults to a Config that may have been built in code
+// rather than parsed, and refuses what ParseConfig would have refused.
+func (c *Config) check() error {
+	errs := c.applyDefaults()
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.Server.Address != "" && c.Server.SPIFFEID.IsZero() {
+		bad("server.spiffe_id: required with server.address")
+	}
+	for i, r := range c.Routes {
+		if !routeName.MatchString(r.Name) {
+			bad("routes[%d].name: %q is not a lower-case host name", i, r.Name)
+		}
+		if host, port, err := net.SplitHostPort(r.Upstream); err != nil || host == "" || port == "" {
+			bad("routes[%d].upstream: %q is not host:port", i, r.Upstream)
+		}
+		if r.SPIFFEID.IsZero() {
+			bad("routes[%d].spiffe_id: required", i)
+		}
+		if len(r.Audience) > 2048 {
+			bad("routes[%d].audience: longer than 2048 bytes", i)
+		}
+	}
+	if !c.ProxyListen.IsZero() && len(c.Routes) == 0 {
+		bad("proxy_listen: the proxy has no routes")
 	}
 	if len(errs) > 0 {
-		err := &configError{msg: ErrInvalidConfig.Error() + ": " + strings.Join(errs, "; "), causes: []error{ErrInvalidConfig}}
-		if notLoopback {
-			err.causes = append(err.causes, ErrNotLoopback)
-		}
-		return Config{}, err
+		return newConfigError(errs, false)
 	}
-	return c, nil
+	return nil
 }
 
 // configError lists every problem of a file; it is ErrInvalidConfig, and

@@ -21,11 +21,14 @@
 // # Security
 //
 // Whoever can reach the sidecar acts as the agent. It therefore listens
-// only on a unix socket (mode 0660 by default, never world-accessible) or a
-// loopback address: ParseListenAddr refuses everything else, host names
-// included, and the bound address is checked again after binding. Requests
-// carrying an Origin header or a non-loopback Host are refused, so a web
-// page the agent opens cannot drive the API (CSRF, DNS rebinding). Request
+// only on a unix socket (mode 0660 by default, never world-accessible,
+// created owner-only, never replacing a socket something still listens on)
+// or a loopback address: ParseListenAddr refuses everything else, host
+// names included, and the bound address is checked again after binding.
+// Loopback TCP (the default) is open to every local user: fine in a pod, a
+// unix socket anywhere else. Requests carrying an Origin header (API and
+// proxy) or a non-loopback Host (API) are refused, so a web page the agent
+// opens cannot drive the sidecar (CSRF, DNS rebinding). Request
 // bodies are bounded and decoded strictly. User tokens are forwarded to
 // agentid-server and never logged or echoed.
 //

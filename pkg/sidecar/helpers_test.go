@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,7 +34,8 @@ type fixture struct {
 	sc       *sidecar.Sidecar
 	crm      *upstream
 	impostor *upstream
-	api      string // http://127.0.0.1:port
+	logs     *syncBuffer // the sidecar's log, at debug level
+	api      string      // http://127.0.0.1:port
 	proxy    string
 	client   *http.Client
 }
@@ -55,6 +58,8 @@ type seen struct {
 	Agentid map[string][]string `json:"agentid_headers"`
 	Other   string              `json:"x_other"`
 	XFCC    string              `json:"xfcc"`
+	// ProxyAuth is any Proxy-Authorization (or Proxy_Authorization).
+	ProxyAuth string `json:"proxy_auth"`
 }
 
 func startUpstream(tb testing.TB, env *servertest.Env, auth *agentclienttest.Authority, id spiffeid.ID) *upstream {
@@ -78,13 +83,19 @@ func startUpstream(tb testing.TB, env *servertest.Env, auth *agentclienttest.Aut
 		}
 		p, _ := httpmw.PrincipalFrom(r)
 		out := seen{Agent: p.Agent.String(), User: p.User.Subject(), Scopes: p.Scopes.String(), Host: r.Host, Path: r.URL.RequestURI(),
-			Agentid: map[string][]string{}, Other: r.Header.Get("X-Other"), XFCC: r.Header.Get("X-Forwarded-Client-Cert")}
+			Agentid: map[string][]string{}, Other: r.Header.Get("X-Other")}
 		for _, c := range p.Delegation.Chain {
 			out.Chain = append(out.Chain, c.String())
 		}
+		// Header names as a CGI/WSGI upstream reads them: '_' and '-' alike.
 		for k, v := range r.Header {
-			if strings.HasPrefix(strings.ToLower(k), "x-agentid-") {
+			switch n := strings.ToLower(strings.ReplaceAll(k, "_", "-")); {
+			case strings.HasPrefix(n, "x-agentid-"):
 				out.Agentid[k] = v
+			case n == "x-forwarded-client-cert":
+				out.XFCC += strings.Join(v, ",")
+			case n == "proxy-authorization":
+				out.ProxyAuth += strings.Join(v, ",")
 			}
 		}
 		json.NewEncoder(w).Encode(out)
@@ -131,6 +142,8 @@ routes:
 	if err != nil {
 		tb.Fatal(err)
 	}
+	f.logs = &syncBuffer{}
+	config.Log = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.sc, err = sidecar.Start(servertest.Ctx(tb), config)
 	if err != nil {
 		tb.Fatal(err)
@@ -222,4 +235,22 @@ func (f *fixture) delegate(tb testing.TB) string {
 	}
 	r.decode(tb, &out)
 	return out.Delegation.ID
+}
+
+// syncBuffer is a log sink safe for the sidecar's concurrent writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -9,6 +9,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 )
 
 // maxSocketPath is the longest unix socket path Linux accepts (108 bytes
@@ -71,10 +74,13 @@ func (a ListenAddr) String() string {
 	return a.address
 }
 
-// listen binds a. A unix socket left by a previous run is replaced; any
-// other file at the path is an error. mode is applied to a unix socket.
-// The bound address is checked again, so no resolver or kernel surprise
-// can leave the sidecar on a non-loopback address.
+// listen binds a. A unix socket left by a previous run is replaced, but
+// only once a dial shows nobody answers on it: a live socket belongs to
+// another instance, and is an error, as is any other file at the path. The
+// socket is created under a tight umask and then given mode, so it is never
+// reachable with looser permissions, even briefly. The bound address is
+// checked again, so no resolver or kernel surprise can leave the sidecar on
+// a non-loopback address.
 func (a ListenAddr) listen(mode fs.FileMode) (net.Listener, error) {
 	switch a.network {
 	case "unix":
@@ -82,13 +88,16 @@ func (a ListenAddr) listen(mode fs.FileMode) (net.Listener, error) {
 			if fi.Mode().Type() != fs.ModeSocket {
 				return nil, fmt.Errorf("sidecar: %s exists and is not a socket", a.address)
 			}
+			if err := checkStale(a.address); err != nil {
+				return nil, err
+			}
 			if err := os.Remove(a.address); err != nil {
 				return nil, fmt.Errorf("sidecar: failed to remove stale socket: %w", err)
 			}
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("sidecar: failed to inspect socket path: %w", err)
 		}
-		l, err := net.Listen("unix", a.address)
+		l, err := listenUnixPrivate(a.address)
 		if err != nil {
 			return nil, fmt.Errorf("sidecar: failed to listen: %w", err)
 		}
@@ -109,5 +118,40 @@ func (a ListenAddr) listen(mode fs.FileMode) (net.Listener, error) {
 		return l, nil
 	default:
 		return nil, fmt.Errorf("%w: not configured", ErrNotLoopback)
+	}
+}
+
+// staleDialTimeout bounds the dial that tells a stale socket from a live
+// one; a live local listener answers at once.
+const staleDialTimeout = time.Second
+
+// umaskMu serialises the sidecar's own umask changes. The umask is the
+// process's: a file another goroutine creates meanwhile gets the tighter
+// mode, which errs on the safe side.
+var umaskMu sync.Mutex
+
+// listenUnixPrivate creates the socket at path with umask 0177, so that it
+// is born owner-only (0600) and only widened by the caller's chmod.
+func listenUnixPrivate(path string) (net.Listener, error) {
+	umaskMu.Lock()
+	defer umaskMu.Unlock()
+	old := syscall.Umask(0o177)
+	defer syscall.Umask(old)
+	return net.Listen("unix", path)
+}
+
+// checkStale returns nil if the socket at path is stale (connection
+// refused: nobody listens), and an error if something answers or the
+// dial fails otherwise, so a live socket is never unlinked.
+func checkStale(path string) error {
+	c, err := net.DialTimeout("unix", path, staleDialTimeout)
+	switch {
+	case err == nil:
+		c.Close()
+		return fmt.Errorf("sidecar: %s is in use: another process listens on it", path)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return nil
+	default:
+		return fmt.Errorf("sidecar: cannot tell whether %s is stale: %w", path, err)
 	}
 }

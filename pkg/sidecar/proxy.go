@@ -27,6 +27,29 @@ const DelegationHeader = "X-Agentid-Delegation"
 // identity asserted by agentid.
 const headerPrefix = "X-Agentid-"
 
+// strippedHeaders are removed from every proxied request besides the
+// X-Agentid-* ones: the agent's own credentials, and Envoy's
+// client-certificate header, which an upstream behind a mesh proxy that
+// forwards it must never see written by the agent.
+var strippedHeaders = map[string]bool{
+	"Authorization":           true,
+	"Proxy-Authorization":     true,
+	"X-Forwarded-Client-Cert": true,
+}
+
+// stripHeaders removes agentid's and the stripped headers from h. Names are
+// compared with '_' read as '-': CGI, WSGI and Rack upstreams fold both to
+// '_' (X_Agentid_User arrives as HTTP_X_AGENTID_USER, like X-Agentid-User),
+// so a name spelt with underscores must not slip past.
+func stripHeaders(h http.Header) {
+	for k := range h {
+		n := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+		if strings.HasPrefix(n, headerPrefix) || strippedHeaders[n] {
+			delete(h, k)
+		}
+	}
+}
+
 type routeHandler struct {
 	route Route
 	rp    *httputil.ReverseProxy
@@ -61,17 +84,7 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 		h.rp = &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
-				for k := range pr.Out.Header {
-					if strings.HasPrefix(http.CanonicalHeaderKey(k), headerPrefix) {
-						delete(pr.Out.Header, k)
-					}
-				}
-				pr.Out.Header.Del("Authorization")
-				pr.Out.Header.Del("Proxy-Authorization")
-				// Envoy's client-certificate header: an upstream behind a
-				// mesh proxy that forwards it must never see one the
-				// agent wrote.
-				pr.Out.Header.Del("X-Forwarded-Client-Cert")
+				stripHeaders(pr.Out.Header)
 				// The transport attaches the delegated token (from the
 				// context) after this, so nothing the agent sent survives.
 			},
@@ -85,6 +98,12 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// As for the API: a web page the agent opens must not be able to
+		// send requests on the agent's identity through the proxy.
+		if req.Header.Get("Origin") != "" {
+			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: requests with an Origin header are refused")
+			return
+		}
 		if req.Method == http.MethodConnect {
 			writeError(w, http.StatusMethodNotAllowed, codeConnectUnsupported, "sidecar: CONNECT is not supported; send plain HTTP and the proxy upgrades it to mTLS")
 			return

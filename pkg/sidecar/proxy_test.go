@@ -18,7 +18,10 @@ func TestProxyUpgradesToMTLSWithDelegatedToken(t *testing.T) {
 	// agentid headers must not reach the upstream.
 	r := f.do(t, "GET", f.proxy+"/campaigns?q=1", nil,
 		"Host: crm", "X-Agentid-Delegation: "+id, "Authorization: Bearer forged", "X-Agentid-User: mallory",
-		"x-agentid-principal: admin", "X-Forwarded-Client-Cert: URI=spiffe://example.org/agent/admin", "X-Other: kept")
+		"x-agentid-principal: admin", "X-Forwarded-Client-Cert: URI=spiffe://example.org/agent/admin", "X-Other: kept",
+		// CGI/WSGI/Rack upstreams read '_' as '-'.
+		"X_Agentid_User: mallory", "X_Forwarded_Client_Cert: URI=spiffe://example.org/agent/admin",
+		"Proxy_Authorization: Basic forged", "Proxy-Authorization: Basic forged")
 	var got seen
 	r.decode(t, &got)
 	if r.status != 200 {
@@ -28,8 +31,8 @@ func TestProxyUpgradesToMTLSWithDelegatedToken(t *testing.T) {
 		len(got.Chain) != 1 || got.Path != "/campaigns?q=1" || got.Other != "kept" || got.Host != f.crm.addr {
 		t.Fatalf("upstream saw %+v", got)
 	}
-	if len(got.Agentid) != 0 || got.XFCC != "" {
-		t.Fatalf("agentid headers reached the upstream: %v", got.Agentid)
+	if len(got.Agentid) != 0 || got.XFCC != "" || got.ProxyAuth != "" {
+		t.Fatalf("agentid headers reached the upstream: %v, xfcc %q, proxy auth %q", got.Agentid, got.XFCC, got.ProxyAuth)
 	}
 }
 
@@ -80,6 +83,8 @@ func TestProxyRefuses(t *testing.T) {
 		{"SPIRE down", "GET", []string{"Host: crm", "X-Agentid-Delegation: " + unknown}, true, 503, "spire_unavailable", ""},
 		{"upstream with the wrong SPIFFE ID", "GET", []string{"Host: impostor", "X-Agentid-Delegation: " + id}, false, 502, "upstream_identity_mismatch",
 			`sidecar: upstream of route "impostor" did not present spiffe://example.org/svc/crm`},
+		{"browser origin", "GET", []string{"Host: crm", "X-Agentid-Delegation: " + id, "Origin: https://evil.example"}, false, 403, "browser_request_refused",
+			"sidecar: requests with an Origin header are refused"},
 		{"upstream down", "GET", []string{"Host: down", "X-Agentid-Delegation: " + id}, false, 502, "upstream_error", ""},
 	}
 	for _, tt := range tests {

@@ -30,7 +30,9 @@ type Sidecar struct {
 	proxyTransport []*agentclient.Transport
 }
 
-// Start checks the listen addresses, connects to the Workload API (waiting,
+// Start checks the configuration (applying the defaults ParseConfig
+// applies to zero fields, so a Config built in code behaves like a file),
+// connects to the Workload API (waiting,
 // within ctx, for the agent's X509-SVID), binds the listeners and serves in
 // the background until Close.
 func Start(ctx context.Context, config Config) (*Sidecar, error) {
@@ -40,6 +42,13 @@ func Start(ctx context.Context, config Config) (*Sidecar, error) {
 	}
 	if len(config.Routes) > 0 && config.ProxyListen.IsZero() {
 		return nil, fmt.Errorf("%w: routes without proxy_listen", ErrInvalidConfig)
+	}
+	// A Config built in code gets the file's defaults and checks.
+	if err := config.check(); err != nil {
+		return nil, err
+	}
+	if config.Clock == nil {
+		config.Clock = time.Now
 	}
 	log := config.Log
 	if log == nil {

@@ -32,10 +32,14 @@ type Config struct {
 	// service's own SPIFFE ID.
 	Audience string
 	// ServerAddr and ServerID locate agentid-server for the revocation
-	// watch. Empty ServerAddr runs without revocation checking (tokens of a
-	// revoked delegation are then accepted until they expire).
+	// watch. Both are required unless InsecureNoRevocation is set.
 	ServerAddr string
 	ServerID   spiffeid.ID
+	// InsecureNoRevocation runs without revocation checking when ServerAddr
+	// is empty: tokens of a revoked delegation are then accepted until they
+	// expire. Only for trying the example out; a real service must follow
+	// revocations.
+	InsecureNoRevocation bool
 	// Log receives the service's log; nil discards it.
 	Log *slog.Logger
 }
@@ -77,11 +81,21 @@ type Service struct {
 }
 
 // Start fetches the service's identity, starts the revocation watch (and
-// waits for its first snapshot), and serves in the background.
+// waits for its first snapshot), and serves in the background. It refuses
+// a config without agentid-server unless InsecureNoRevocation says so.
 func Start(ctx context.Context, config Config) (*Service, error) {
+	switch {
+	case config.ServerAddr == "" && !config.InsecureNoRevocation:
+		return nil, errors.New("whoami: invalid config: the agentid-server address is required to follow revocations (opt out with InsecureNoRevocation)")
+	case config.ServerAddr != "" && config.ServerID.IsZero():
+		return nil, errors.New("whoami: invalid config: agentid-server's SPIFFE ID is required with its address")
+	}
 	log := config.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if config.ServerAddr == "" {
+		log.Warn("Revocation checking is off: tokens of revoked delegations are accepted until they expire")
 	}
 	var clientOpts []workloadapi.ClientOption
 	if config.WorkloadAPIAddr != "" {
@@ -201,7 +215,13 @@ func (s *Service) close() {
 }
 
 func whoami(w http.ResponseWriter, r *http.Request) {
-	p, _ := httpmw.PrincipalFrom(r)
+	p, ok := httpmw.PrincipalFrom(r)
+	if !ok {
+		// Mounted without the verify middleware: nobody was authenticated,
+		// so there is nobody to describe. Fail closed.
+		http.Error(w, "whoami: no verified caller", http.StatusInternalServerError)
+		return
+	}
 	a := Answer{
 		Agent:  p.Agent.String(),
 		User:   User{Issuer: p.User.Issuer(), Subject: p.User.Subject(), Email: p.User.Email()},

@@ -109,3 +109,40 @@ func TestWhoami(t *testing.T) {
 		}
 	}
 }
+
+func TestStartRequiresRevocation(t *testing.T) {
+	tests := []struct {
+		name   string
+		config whoami.Config
+		want   string
+	}{
+		{"no server", whoami.Config{Listen: "127.0.0.1:0"},
+			"whoami: invalid config: the agentid-server address is required to follow revocations (opt out with InsecureNoRevocation)"},
+		{"server without id", whoami.Config{Listen: "127.0.0.1:0", ServerAddr: "127.0.0.1:1"},
+			"whoami: invalid config: agentid-server's SPIFFE ID is required with its address"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			svc, err := whoami.Start(t.Context(), tt.config)
+			if err == nil {
+				svc.Close()
+				t.Fatal("started")
+			}
+			if err.Error() != tt.want {
+				t.Fatalf("err = %v\nwant %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestStartInsecureNoRevocation(t *testing.T) {
+	env := servertest.Start(t)
+	auth := agentclienttest.NewAuthority(t, agentclienttest.AuthorityConfig{CA: env.CA})
+	svc, err := whoami.Start(servertest.Ctx(t), whoami.Config{
+		WorkloadAPIAddr: auth.Serve(t, servertest.Verifier).Addr, Listen: "127.0.0.1:0", InsecureNoRevocation: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Close()
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/agentid/agentid/pkg/claims"
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/internal/testca"
+	composer "github.com/agentid/agentid/pkg/plugin/credentialcomposer/delegation"
 	"github.com/go-jose/go-jose/v4"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
@@ -259,7 +260,9 @@ func (a *Authority) mint(ctx context.Context, sub spiffeid.ID, aud []string) (st
 	body := map[string]any{"sub": sub.String(), "iat": now.Unix()}
 	if !id.IsZero() {
 		if len(rest) == 0 {
-			return "", errors.New("composer: invalid request: the marker is the only audience")
+			// The composer's bad-request sentinel is unexported; this is
+			// its text.
+			return "", errors.New("composer: bad request: the delegation marker is the only audience")
 		}
 		d, err := a.lookup(ctx, id, sub)
 		if err != nil {
@@ -292,13 +295,13 @@ func (a *Authority) lookup(ctx context.Context, id delegation.ID, sub spiffeid.I
 	}
 	switch {
 	case d == nil:
-		return nil, fmt.Errorf("composer: unknown delegation: %s", id)
+		return nil, fmt.Errorf("%w: %s", composer.ErrUnknownDelegation, id)
 	case d.Agent != sub:
-		return nil, fmt.Errorf("composer: delegation belongs to another agent: %s", id)
+		return nil, fmt.Errorf("%w: %s", composer.ErrForeignDelegation, id)
 	case d.State == delegation.StateRevoked:
-		return nil, fmt.Errorf("composer: delegation is revoked: %s", id)
+		return nil, fmt.Errorf("%w: %s", composer.ErrRevoked, id)
 	case !d.ActiveAt(a.config.Clock()):
-		return nil, fmt.Errorf("composer: delegation is expired: %s", id)
+		return nil, fmt.Errorf("%w: %s", composer.ErrExpired, id)
 	}
 	return d, nil
 }
