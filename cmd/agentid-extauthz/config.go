@@ -23,8 +23,12 @@ const maxConfigSize = 1 << 20
 // the key and its line.
 type config struct {
 	// Listen is the ext_authz gRPC address: "unix:///path" or "host:port".
-	// Plaintext: put it on a unix socket or loopback beside Envoy.
+	// Plaintext unless TLS is set: without TLS, put it on a unix socket or
+	// loopback beside Envoy (CheckRequests carry users' delegated tokens).
 	Listen string `yaml:"listen"`
+	// TLS serves Listen over mTLS with this server's X509-SVID, admitting
+	// only the listed Envoy proxies. Needs workload_api_socket.
+	TLS tlsConfig `yaml:"tls"`
 	// AdminListen serves /healthz, /readyz and /metrics over HTTP:
 	// "unix:///path" or "host:port". Optional.
 	AdminListen string `yaml:"admin_listen"`
@@ -74,6 +78,31 @@ type revocationConfig struct {
 	Disabled bool `yaml:"disabled"`
 
 	serverID spiffeid.ID
+}
+
+// tlsConfig names the clients (Envoy sidecars, ingress gateways) allowed
+// on the mTLS ext_authz listener. Setting either list turns mTLS on.
+type tlsConfig struct {
+	// ClientIDs are SPIFFE IDs admitted exactly.
+	ClientIDs []string `yaml:"client_ids"`
+	// ClientTrustDomains admit every X509-SVID of these trust domains: any
+	// sidecar of the mesh.
+	ClientTrustDomains []string `yaml:"client_trust_domains"`
+
+	ids map[spiffeid.ID]bool
+	tds map[spiffeid.TrustDomain]bool
+}
+
+// enabled reports whether the listener is mTLS.
+func (t *tlsConfig) enabled() bool { return len(t.ClientIDs) > 0 || len(t.ClientTrustDomains) > 0 }
+
+// authorize admits a client certificate's SPIFFE ID listed by ID or by
+// trust domain.
+func (t *tlsConfig) authorize(id spiffeid.ID) error {
+	if t.ids[id] || t.tds[id.TrustDomain()] {
+		return nil
+	}
+	return fmt.Errorf("extauthz: client %s is not in tls.client_ids or tls.client_trust_domains", id)
 }
 
 type ruleConfig struct {
@@ -143,8 +172,34 @@ func (c *config) validate() error {
 	if len(c.Audiences) == 0 {
 		add("audiences needs at least one audience")
 	}
-	if c.WorkloadAPISocket == "" && len(c.JWTBundles) == 0 {
+	switch {
+	case c.WorkloadAPISocket == "" && len(c.JWTBundles) == 0:
 		add("either workload_api_socket or jwt_bundles is required (the JWT bundles)")
+	case c.WorkloadAPISocket != "" && len(c.JWTBundles) > 0:
+		add("workload_api_socket and jwt_bundles exclude each other (both would be the JWT bundles)")
+	}
+	if c.TLS.enabled() {
+		if c.WorkloadAPISocket == "" {
+			add("tls: workload_api_socket is required (the X509-SVID and bundle of the mTLS listener)")
+		}
+		c.TLS.ids = map[spiffeid.ID]bool{}
+		for _, s := range c.TLS.ClientIDs {
+			id, err := spiffeid.FromString(s)
+			if err != nil {
+				add("tls: client_ids: %q: %v", s, err)
+				continue
+			}
+			c.TLS.ids[id] = true
+		}
+		c.TLS.tds = map[spiffeid.TrustDomain]bool{}
+		for _, s := range c.TLS.ClientTrustDomains {
+			td, err := spiffeid.TrustDomainFromString(s)
+			if err != nil {
+				add("tls: client_trust_domains: %q: %v", s, err)
+				continue
+			}
+			c.TLS.tds[td] = true
+		}
 	}
 	for td := range c.JWTBundles {
 		if _, err := spiffeid.TrustDomainFromString(td); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/agentid/agentid/pkg/verify"
 	"github.com/agentid/agentid/pkg/verify/extauthz"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 const validConfig = `
@@ -73,6 +74,30 @@ audiences: [a]
 jwt_bundles: {example.org: /b.jwks}
 revocation: {address: a:1, server_id: spiffe://example.org/s}
 `, "revocation: workload_api_socket is required (the X509-SVID for agentid-server)"},
+		{"both bundle sources", `
+listen: x
+trust_domains: [example.org]
+audiences: [a]
+workload_api_socket: unix:///run/spire/agent.sock
+jwt_bundles: {example.org: /b.jwks}
+revocation: {disabled: true}
+`, "workload_api_socket and jwt_bundles exclude each other (both would be the JWT bundles)"},
+		{"tls without workload API", `
+listen: x
+trust_domains: [example.org]
+audiences: [a]
+jwt_bundles: {example.org: /b.jwks}
+revocation: {disabled: true}
+tls: {client_ids: [spiffe://example.org/ns/istio-system/sa/ingress]}
+`, "tls: workload_api_socket is required (the X509-SVID and bundle of the mTLS listener)"},
+		{"tls bad clients", `
+listen: x
+trust_domains: [example.org]
+audiences: [a]
+workload_api_socket: unix:///run/spire/agent.sock
+revocation: {disabled: true}
+tls: {client_ids: [example.org/ingress], client_trust_domains: [Example.org]}
+`, `tls: client_ids: "example.org/ingress": scheme is missing or invalid; tls: client_trust_domains: "Example.org": trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores`},
 		{"disabled with settings", `
 listen: x
 trust_domains: [example.org]
@@ -96,6 +121,55 @@ log_format: xml
 				t.Fatalf("err = %v\nwant %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestTLSAuthorize(t *testing.T) {
+	cfg, err := parseConfig([]byte(validConfig + `tls:
+  client_ids: [spiffe://example.org/ns/istio-system/sa/istio-ingressgateway]
+  client_trust_domains: [mesh.example]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.TLS.enabled() {
+		t.Fatal("tls not enabled")
+	}
+	tests := []struct {
+		id, want string
+	}{
+		{"spiffe://example.org/ns/istio-system/sa/istio-ingressgateway", ""},
+		{"spiffe://mesh.example/ns/shop/sa/crm", ""},
+		{"spiffe://example.org/agent/market-analysis",
+			"extauthz: client spiffe://example.org/agent/market-analysis is not in tls.client_ids or tls.client_trust_domains"},
+		{"spiffe://evil.example/ns/istio-system/sa/istio-ingressgateway",
+			"extauthz: client spiffe://evil.example/ns/istio-system/sa/istio-ingressgateway is not in tls.client_ids or tls.client_trust_domains"},
+	}
+	for _, tt := range tests {
+		err := cfg.TLS.authorize(spiffeid.RequireFromString(tt.id))
+		if (tt.want == "" && err != nil) || (tt.want != "" && (err == nil || err.Error() != tt.want)) {
+			t.Errorf("authorize(%s) = %v, want %q", tt.id, err, tt.want)
+		}
+	}
+	if plain, _ := parseConfig([]byte(validConfig)); plain.TLS.enabled() {
+		t.Fatal("tls enabled without clients")
+	}
+}
+
+func TestPlaintextOK(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"unix:///run/agentid/extauthz.sock": true,
+		"127.0.0.1:9191":                    true,
+		"[::1]:9191":                        true,
+		"localhost:9191":                    true,
+		"0.0.0.0:9191":                      false,
+		":9191":                             false,
+		"10.0.0.5:9191":                     false,
+		"bogus":                             false,
+	} {
+		if got := plaintextOK(addr); got != want {
+			t.Errorf("plaintextOK(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -45,7 +46,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		}
 		defer jwtSource.Close()
 		vcfg.Bundles = jwtSource
-		if !cfg.Revocation.Disabled {
+		if !cfg.Revocation.Disabled || cfg.TLS.enabled() {
 			if x509Source, err = workloadapi.NewX509Source(ctx, clientOpt); err != nil {
 				return fmt.Errorf("failed to get an X509-SVID from the Workload API: %w", err)
 			}
@@ -119,7 +120,15 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		return err
 	}
 
-	gs := grpc.NewServer()
+	var opts []grpc.ServerOption
+	if cfg.TLS.enabled() {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(
+			verify.ServerTLSConfig(x509Source, x509Source, tlsconfig.AdaptMatcher(cfg.TLS.authorize)))))
+	} else if !plaintextOK(cfg.Listen) {
+		log.Warn("ext_authz listener is plaintext on a network address: CheckRequests carry users' tokens; set tls or listen on a unix socket or loopback",
+			"address", cfg.Listen)
+	}
+	gs := grpc.NewServer(opts...)
 	srv.Register(gs)
 	healthpb.RegisterHealthServer(gs, healthSrv)
 	ln, err := listen(cfg.Listen)
@@ -158,7 +167,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 		case <-ctx.Done():
 		}
 	}()
-	log.Info("Serving ext_authz", "address", cfg.Listen, "admin", cfg.AdminListen, "rules", len(cfg.Rules))
+	log.Info("Serving ext_authz", "address", cfg.Listen, "mtls", cfg.TLS.enabled(), "admin", cfg.AdminListen, "rules", len(cfg.Rules))
 	select {
 	case <-ctx.Done():
 		healthSrv.Shutdown()
@@ -166,6 +175,23 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 	case err := <-errs:
 		return err
 	}
+}
+
+// plaintextOK reports whether a plaintext listener at addr is reachable
+// only from the same host: a unix socket or a loopback address.
+func plaintextOK(addr string) bool {
+	if strings.HasPrefix(addr, "unix://") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // listen opens "unix:///path" (replacing a stale socket) or "host:port".

@@ -66,7 +66,8 @@
 // This package imports neither net/http nor gRPC nor Envoy. The adapters are
 // httpmw (net/http middleware), grpcmw (gRPC interceptors) and extauthz
 // (an Envoy ext_authz server, run by cmd/agentid-extauthz); revocation holds
-// the WatchDelegations-backed RevocationChecker.
+// the WatchDelegations-backed RevocationChecker. They all read the token
+// with ParseBearer, so "one Bearer value" means the same everywhere.
 //
 // Serve the adapters with ServerTLSConfig: it checks the client's X509-SVID
 // in VerifyConnection, which crypto/tls runs on resumed sessions too, where

@@ -12,6 +12,9 @@ import (
 var (
 	// ErrNoToken means the request carried no bearer token.
 	ErrNoToken = errors.New("verify: no token")
+	// ErrBadAuthorization means the authorization header or metadata is
+	// present but is not one "Bearer <token>" value (ParseBearer).
+	ErrBadAuthorization = errors.New("verify: authorization is not one bearer token")
 	// ErrNoPeer means the connection has no verified X509-SVID to bind the
 	// token to (plain TLS, no client certificate, or no SPIFFE ID in it).
 	ErrNoPeer = errors.New("verify: no peer SPIFFE ID")

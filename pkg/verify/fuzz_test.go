@@ -1,10 +1,13 @@
 package verify_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/agentid/agentid/pkg/verify"
 	"github.com/agentid/agentid/pkg/verify/internal/testca"
@@ -12,8 +15,11 @@ import (
 )
 
 // FuzzVerify feeds arbitrary tokens, seeded with the table of forgeries, to
-// Verify: it must not panic, must fail only with the package's sentinels,
-// and must accept nothing that go-spiffe's ParseAndValidate refuses.
+// Verify: it must not panic and must fail only with the package's
+// sentinels. Its differential branch (accept nothing go-spiffe refuses) is
+// reached only by the genuine seeds, since a mutated token no longer
+// carries a valid signature: FuzzVerifySigned fuzzes what lies behind the
+// signature.
 func FuzzVerify(f *testing.F) {
 	env := testca.NewEnv(f)
 	v := env.Verifier(f)
@@ -31,6 +37,52 @@ func FuzzVerify(f *testing.F) {
 		if err == nil {
 			if _, theirs := jwtsvid.ParseAndValidate(token, env.Bundles, []string{testca.Audience}); theirs != nil {
 				t.Fatalf("accepted a token go-spiffe refuses: %v", theirs)
+			}
+			return
+		}
+		for _, s := range sentinels {
+			if errors.Is(err, s) {
+				return
+			}
+		}
+		t.Fatalf("error wraps no sentinel: %v", err)
+	})
+}
+
+// FuzzVerifySigned fuzzes the header and claims bytes of a token and signs
+// each with the test CA's key, so the signature always verifies and the
+// fuzzer explores the header checks and the claims decoding: whatever Verify
+// accepts, go-spiffe's ParseAndValidate must accept too, and refusals wrap
+// the package's sentinels.
+func FuzzVerifySigned(f *testing.F) {
+	env := testca.NewEnv(f)
+	v := env.Verifier(f)
+	header, err := json.Marshal(map[string]any{"alg": "ES256", "kid": testca.KeyID, "typ": "JWT"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := json.Marshal(env.Claims(f))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(header, good)
+	f.Add([]byte(`{"alg":"ES256","kid":"`+testca.KeyID+`"}`), good)
+	f.Add([]byte(`{"alg":"ES256","kid":"`+testca.KeyID+`","typ":"JOSE","crit":["exp"]}`), good)
+	f.Add(header, []byte(`{"sub":"`+env.Analyst.String()+`","aud":"`+testca.Audience+`","exp":`+
+		strconv.FormatInt(env.Now.Add(time.Minute).Unix(), 10)+`}`))
+	f.Add(header, []byte(`{}`))
+	sentinels := []error{
+		verify.ErrMalformedToken, verify.ErrUnsupportedAlgorithm, verify.ErrUnknownKey, verify.ErrBadSignature,
+		verify.ErrTrustDomain, verify.ErrExpired, verify.ErrNotYetValid, verify.ErrAudience, verify.ErrPeerMismatch,
+		verify.ErrNoDelegation, verify.ErrMalformedClaims, verify.ErrRevoked, verify.ErrTokenTooLarge,
+	}
+	f.Fuzz(func(t *testing.T, header, claims []byte) {
+		input := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(claims)
+		token := testca.SignInputES256(t, input, env.CA.JWTKey)
+		_, err := v.Verify(env.Analyst, token)
+		if err == nil {
+			if _, theirs := jwtsvid.ParseAndValidate(token, env.Bundles, []string{testca.Audience}); theirs != nil {
+				t.Fatalf("accepted a token go-spiffe refuses: %v\nheader %q\nclaims %q", theirs, header, claims)
 			}
 			return
 		}

@@ -29,8 +29,9 @@ import (
 //   - the payload is decoded once, with the injected clock, instead of twice
 //     against time.Now.
 //
-// A differential test and a fuzz target hold it to go-spiffe: every token it
-// accepts, ParseAndValidate accepts too.
+// A differential test and a fuzz target (FuzzVerifySigned, which signs the
+// fuzzed header and claims with the test key) hold it to go-spiffe: every
+// token it accepts in those, ParseAndValidate accepts too.
 
 // maxHeaderSegment bounds the encoded JOSE header. SPIRE's is about 100
 // bytes ({"alg","kid","typ"}).

@@ -30,6 +30,10 @@ type Principal struct {
 	Delegation Delegation
 	// Expiry is the token's exp.
 	Expiry time.Time
+	// NotAfter is the last instant the Verifier accepts the token: Expiry
+	// plus the clock skew, or the delegation's expiry if earlier. Transports
+	// bound long-lived calls (grpcmw's streams) by it.
+	NotAfter time.Time
 }
 
 // Delegation identifies the grant behind a token.
@@ -216,6 +220,7 @@ func (v *Verifier) verifyToken(token string, now time.Time) (*entry, error) {
 	c, err := claims.Decode(all, reg.sub)
 	switch {
 	case errors.Is(err, claims.ErrNoDelegation) && v.config.AllowPlainTokens:
+		e.principal.NotAfter = e.notAfter
 		return e, nil
 	case err != nil:
 		return nil, fmt.Errorf("verify: %w", err)
@@ -228,6 +233,7 @@ func (v *Verifier) verifyToken(token string, now time.Time) (*entry, error) {
 	if c.ExpiresAt.Before(e.notAfter) {
 		e.notAfter = c.ExpiresAt
 	}
+	e.principal.NotAfter = e.notAfter
 	return e, nil
 }
 

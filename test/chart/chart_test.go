@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -143,6 +144,8 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"signing-key-not-pem.yaml", "at '/plugins/attestor/signingKeys/release': 'not a key' does not match pattern"},
 		{"bad-spiffe-id.yaml", "at '/server/access/verifiers/0': 'https://example.org/svc' does not match pattern"},
 		{"extauthz-without-rules.yaml", "extauthz.rules: at least one rule is required when extauthz.enabled"},
+		{"extauthz-plaintext.yaml", "extauthz.tls: set tls.clientIDs or tls.clientTrustDomains (mTLS), or istioSidecar: true"},
+		{"extauthz-tls-and-sidecar.yaml", "extauthz.tls and extauthz.istioSidecar exclude each other"},
 		{"existing-spire-with-oidc.yaml", "oidcDiscovery.enabled: only in mode allInOne"},
 	}
 	for _, tt := range tests {
@@ -345,18 +348,44 @@ func TestAllInOneWiring(t *testing.T) {
 				t.Errorf("agent dials %s:%s, want %s:8081", agentConf.Agent.ServerAddress, agentConf.Agent.ServerPort, want)
 			}
 
-			// The discovery provider reads the admin socket and announces
-			// spire-server's issuer.
+			// The discovery provider announces spire-server's issuer and
+			// reads the keys from the node's spire-agent Workload API, which
+			// lets it in without an entry; it has no way to the admin socket.
 			if cm, ok := find[*corev1.ConfigMap](m, "ConfigMap", "agentid-oidc-discovery"); ok {
 				odp := hclMap(t, cm.Data["oidc-discovery-provider.conf"])
 				if odp["jwt_issuer"] != serverConf.Server.JWTIssuer || serverConf.Server.JWTIssuer == "" {
 					t.Errorf("issuers differ: discovery %v, server %q", odp["jwt_issuer"], serverConf.Server.JWTIssuer)
 				}
-				api := odp["server_api"].([]map[string]any)[0]
-				if api["address"] != "unix://"+cfg.AdminSocket {
-					t.Errorf("discovery provider reads %v, admin socket is %s", api["address"], cfg.AdminSocket)
+				if _, ok := odp["server_api"]; ok {
+					t.Error("discovery provider configured with server_api (the admin socket)")
 				}
-				checkShared(t, spire, container(t, pod, "oidc-discovery-provider"), path.Dir(cfg.AdminSocket), pod)
+				api := odp["workload_api"].([]map[string]any)[0]
+				if api["socket_path"] != agentConf.Agent.SocketPath || api["trust_domain"] != cfg.TrustDomain.Name() {
+					t.Errorf("discovery provider reads %v, spire-agent serves %s", api, agentConf.Agent.SocketPath)
+				}
+				if !agentConf.Agent.AllowUnauthenticatedVerifiers {
+					t.Error("spire-agent refuses unregistered callers the JWT bundles: the discovery provider has no entry")
+				}
+				for _, c := range pod.Containers {
+					if c.Name == "oidc-discovery-provider" {
+						t.Error("discovery provider in the spire-server pod")
+					}
+				}
+				dep := get[*appsv1.Deployment](t, m, "Deployment", "agentid-oidc-discovery")
+				odpPod := &dep.Spec.Template.Spec
+				odpContainer := container(t, odpPod, "oidc-discovery-provider")
+				if v := volumeFor(odpContainer, path.Dir(agentConf.Agent.SocketPath)); v != "spire-agent-socket" || !mountedReadOnly(odpPod, v) {
+					t.Errorf("discovery provider mounts %q at the agent socket's directory", v)
+				}
+				if v := volumeFor(odpContainer, path.Dir(cfg.AdminSocket)); v != "" {
+					t.Errorf("discovery provider mounts %s at the admin socket's directory", v)
+				}
+				svc := get[*corev1.Service](t, m, "Service", "agentid-oidc-discovery")
+				if !reflect.DeepEqual(svc.Spec.Selector, dep.Spec.Selector.MatchLabels) {
+					t.Errorf("discovery Service selects %v, its pods carry %v", svc.Spec.Selector, dep.Spec.Selector.MatchLabels)
+				}
+			} else if agentConf.Agent.AllowUnauthenticatedVerifiers {
+				t.Error("spire-agent serves unregistered callers without the discovery provider")
 			}
 		})
 	}

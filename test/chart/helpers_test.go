@@ -160,6 +160,18 @@ type serviceMonitor struct {
 	} `json:"spec"`
 }
 
+// peerAuthentication is Istio's CRD, with the fields the chart sets.
+type peerAuthentication struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Selector metav1.LabelSelector `json:"selector"`
+		MTLS     struct {
+			Mode string `json:"mode"`
+		} `json:"mtls"`
+	} `json:"spec"`
+}
+
 // newObject returns an empty object of the type for apiVersion and kind.
 func newObject(apiVersion, kind string) (any, error) {
 	switch apiVersion + " " + kind {
@@ -193,6 +205,8 @@ func newObject(apiVersion, kind string) (any, error) {
 		return &policyv1.PodDisruptionBudget{}, nil
 	case "monitoring.coreos.com/v1 ServiceMonitor":
 		return &serviceMonitor{}, nil
+	case "security.istio.io/v1 PeerAuthentication":
+		return &peerAuthentication{}, nil
 	}
 	return nil, fmt.Errorf("no type for apiVersion %q kind %q", apiVersion, kind)
 }

@@ -37,6 +37,8 @@ type spireConfig struct {
 		TrustDomain   string `hcl:"trust_domain"`
 		ServerAddress string `hcl:"server_address"`
 		ServerPort    string `hcl:"server_port"`
+
+		AllowUnauthenticatedVerifiers bool `hcl:"allow_unauthenticated_verifiers"`
 	} `hcl:"agent"`
 	Plugins []map[string]map[string]spirePlugin `hcl:"plugins"`
 }

@@ -137,6 +137,15 @@ on the placeholders a production install must replace.
 {{- if and .Values.extauthz.enabled (not .Values.extauthz.rules) }}
 {{- fail "extauthz.rules: at least one rule is required when extauthz.enabled" }}
 {{- end }}
+{{- with .Values.extauthz }}
+{{- $mtls := or .tls.clientIDs .tls.clientTrustDomains }}
+{{- if and .enabled (not $mtls) (not .istioSidecar) }}
+{{- fail "extauthz.tls: set tls.clientIDs or tls.clientTrustDomains (mTLS), or istioSidecar: true (the mesh's STRICT mTLS); CheckRequests carry users' tokens and must not cross the pod network in plaintext" }}
+{{- end }}
+{{- if and .enabled $mtls .istioSidecar }}
+{{- fail "extauthz.tls and extauthz.istioSidecar exclude each other: the sidecar would terminate the mTLS the server expects" }}
+{{- end }}
+{{- end }}
 {{- if and (eq .Values.mode "existingSpire") .Values.oidcDiscovery.enabled }}
 {{- fail "oidcDiscovery.enabled: only in mode allInOne; the hardened charts run their own (spiffe-oidc-discovery-provider)" }}
 {{- end }}

@@ -200,17 +200,14 @@ func bearerToken(r *authv3.AttributeContext_HttpRequest) (string, error) {
 			values = append(values, v)
 		}
 	}
-	switch {
-	case len(values) == 0:
-		return "", verify.ErrNoToken
-	case len(values) > 1 || strings.Contains(values[0], ","):
+	if len(values) > 1 || (len(values) == 1 && strings.Contains(values[0], ",")) {
 		return "", fmt.Errorf("%w: more than one authorization header", ErrBadRequest)
 	}
-	scheme, token, ok := strings.Cut(values[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
+	token, err := verify.ParseBearer(values)
+	if errors.Is(err, verify.ErrBadAuthorization) {
 		return "", fmt.Errorf("%w: authorization header is not a bearer token", ErrBadRequest)
 	}
-	return token, nil
+	return token, err
 }
 
 func header(name, value string) *corev3.HeaderValueOption {

@@ -5,7 +5,8 @@
 //
 // Serve with credentials.NewTLS(verify.ServerTLSConfig(...)), which checks
 // the client's X509-SVID on every connection, resumed ones included
-// (go-spiffe's grpccredentials also works, but checks only full handshakes):
+// (go-spiffe's grpccredentials checks only full handshakes, so its peers are
+// refused unless Config.AllowGoSpiffeCredentials opts in):
 //
 //	ic, err := grpcmw.New(grpcmw.Config{
 //		Verifier: v,
@@ -23,4 +24,9 @@
 // Unauthenticated (missing, invalid or revoked token, token not the peer's),
 // PermissionDenied (a requirement failed) or Unavailable (revocation status
 // unknown: the verifier fails closed), with the reason as the message.
+//
+// A stream is verified once, when it opens: revocation is checked then, not
+// on every message. Its context is cancelled at the principal's NotAfter
+// (token expiry plus skew, or the delegation's expiry if earlier), so no
+// stream outlives its token; clients reopen streams with fresh tokens.
 package grpcmw

@@ -29,6 +29,14 @@ type Config struct {
 	// OnError, when set, is called with every refused call and the reason,
 	// e.g. to log it. The interceptors themselves log nothing.
 	OnError func(ctx context.Context, fullMethod string, err error)
+	// AllowGoSpiffeCredentials also takes the peer's SPIFFE ID from
+	// go-spiffe's grpccredentials. Off by default: those check the client
+	// certificate in VerifyPeerCertificate, which crypto/tls skips on
+	// resumed sessions, so a client could come back on a session ticket
+	// after its bundle or authorization changed. Without it, only
+	// connections served with credentials.NewTLS(verify.ServerTLSConfig(...))
+	// have a peer; every other call is refused with verify.ErrNoPeer.
+	AllowGoSpiffeCredentials bool
 }
 
 // Interceptors authenticate agent calls on a gRPC server.
@@ -64,13 +72,23 @@ func (i *Interceptors) Unary() grpc.UnaryServerInterceptor {
 	}
 }
 
-// Stream returns the stream server interceptor.
+// Stream returns the stream server interceptor. It verifies once, when the
+// stream starts: revocation is checked then only, not on every message.
+// The stream's context is cancelled at the principal's NotAfter (the
+// token's exp plus clock skew, or the delegation's expiry if earlier), so
+// a long-lived stream does not outlive the credentials that opened it; a
+// handler watching its context ends the stream then. A client renews by
+// opening a new stream with a fresh token, which is checked again,
+// revocation included.
 func (i *Interceptors) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		ctx, err := i.authenticate(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err
 		}
+		p, _ := verify.FromContext(ctx)
+		ctx, cancel := context.WithDeadline(ctx, p.NotAfter)
+		defer cancel()
 		return handler(srv, &stream{ServerStream: ss, ctx: ctx})
 	}
 }
@@ -109,7 +127,7 @@ func (i *Interceptors) verify(ctx context.Context) (*verify.Principal, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := peerID(ctx)
+	id, err := i.peerID(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -121,8 +139,9 @@ func (i *Interceptors) verify(ctx context.Context) (*verify.Principal, error) {
 }
 
 // peerID reads the peer's SPIFFE ID from credentials.NewTLS (serve with
-// verify.ServerTLSConfig) or from go-spiffe's grpccredentials.
-func peerID(ctx context.Context) (spiffeid.ID, error) {
+// verify.ServerTLSConfig) or, with AllowGoSpiffeCredentials, from go-spiffe's
+// grpccredentials.
+func (i *Interceptors) peerID(ctx context.Context) (spiffeid.ID, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return spiffeid.ID{}, verify.ErrNoPeer
@@ -131,6 +150,9 @@ func peerID(ctx context.Context) (spiffeid.ID, error) {
 	case credentials.TLSInfo:
 		return verify.PeerID(&info.State)
 	case interface{ PeerID() (spiffeid.ID, bool) }:
+		if !i.config.AllowGoSpiffeCredentials {
+			return spiffeid.ID{}, fmt.Errorf("%w: go-spiffe grpccredentials not allowed (serve with verify.ServerTLSConfig)", verify.ErrNoPeer)
+		}
 		if id, ok := info.PeerID(); ok {
 			return id, nil
 		}
@@ -140,19 +162,11 @@ func peerID(ctx context.Context) (spiffeid.ID, error) {
 
 func bearerToken(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get("authorization")
-	switch len(values) {
-	case 0:
-		return "", verify.ErrNoToken
-	case 1:
-	default:
+	token, err := verify.ParseBearer(md.Get("authorization"))
+	if errors.Is(err, verify.ErrBadAuthorization) {
 		return "", ErrBadAuthorization
 	}
-	scheme, token, ok := strings.Cut(values[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return "", ErrBadAuthorization
-	}
-	return token, nil
+	return token, err
 }
 
 // statusOf maps a refusal to its gRPC status; the message is the reason,

@@ -43,7 +43,11 @@ func (whoami) Check(ctx context.Context, _ *healthpb.HealthCheckRequest) (*healt
 }
 
 func (whoami) Watch(_ *healthpb.HealthCheckRequest, s grpc.ServerStreamingServer[healthpb.HealthCheckResponse]) error {
-	if err := s.SetHeader(principalHeader(s.Context())); err != nil {
+	md := principalHeader(s.Context())
+	if d, ok := s.Context().Deadline(); ok {
+		md.Set("deadline", d.UTC().Format(time.RFC3339Nano))
+	}
+	if err := s.SetHeader(md); err != nil {
 		return err
 	}
 	return s.Send(&healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING})
@@ -53,15 +57,19 @@ type server struct {
 	clients map[spiffeid.ID]healthpb.HealthClient
 }
 
-func newServer(t *testing.T, env *testca.Env, serverCreds func(testing.TB, *testca.CA) credentials.TransportCredentials) *server {
+func newServer(t *testing.T, env *testca.Env, serverCreds func(testing.TB, *testca.CA) credentials.TransportCredentials, mods ...func(*grpcmw.Config)) *server {
 	t.Helper()
-	ic, err := grpcmw.New(grpcmw.Config{
+	cfg := grpcmw.Config{
 		Verifier: env.Verifier(t),
 		Require:  []verify.Requirement{verify.RequireAgentPrefix(env.CA.ID(t, "/agent"))},
 		MethodRequire: map[string][]verify.Requirement{
 			"/grpc.health.v1.Health/Watch": {verify.RequireScopes("crm:write")},
 		},
-	})
+	}
+	for _, mod := range mods {
+		mod(&cfg)
+	}
+	ic, err := grpcmw.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +124,7 @@ func TestForgedAndBrokenTokens(t *testing.T) {
 	}{{"ServerTLSConfig", verifyCreds}, {"go-spiffe grpccredentials", goSpiffeCreds}} {
 		t.Run(creds.name, func(t *testing.T) {
 			env := testca.NewEnv(t)
-			s := newServer(t, env, creds.fn)
+			s := newServer(t, env, creds.fn, func(c *grpcmw.Config) { c.AllowGoSpiffeCredentials = true })
 			for _, tc := range env.Cases(t) {
 				t.Run(tc.Name, func(t *testing.T) {
 					header, err := call(t, s.clients[tc.Peer], "Bearer "+tc.Token)
@@ -198,6 +206,61 @@ func TestStreamInterceptor(t *testing.T) {
 	h, err := watch(tok)
 	if err != nil || h.Get("scope")[0] != "campaigns:read compliance:check crm:write" {
 		t.Fatalf("header %v err %v", h, err)
+	}
+}
+
+// go-spiffe's grpccredentials check the client only on full handshakes:
+// their peer is refused unless the server opts in.
+func TestGoSpiffeCredentialsNeedOptIn(t *testing.T) {
+	env := testca.NewEnv(t)
+	good := "Bearer " + env.Good(t)
+	_, err := call(t, newServer(t, env, goSpiffeCreds).clients[env.Analyst], good)
+	if st := status.Convert(err); st.Code() != codes.Unauthenticated ||
+		st.Message() != "verify: no peer SPIFFE ID: go-spiffe grpccredentials not allowed (serve with verify.ServerTLSConfig)" {
+		t.Fatalf("without opt-in: %v %q", st.Code(), st.Message())
+	}
+	optIn := newServer(t, env, goSpiffeCreds, func(c *grpcmw.Config) { c.AllowGoSpiffeCredentials = true })
+	if _, err := call(t, optIn.clients[env.Analyst], good); err != nil {
+		t.Fatalf("with opt-in: %v", err)
+	}
+}
+
+// A stream's context ends when the token stops being acceptable: the
+// token's exp plus skew, or the delegation's expiry if earlier.
+func TestStreamBoundedByExpiry(t *testing.T) {
+	env := testca.NewEnv(t)
+	s := newServer(t, env, verifyCreds)
+	tests := []struct {
+		name          string
+		exp, delegExp time.Time
+		want          time.Time
+	}{
+		{"delegation first", env.Now.Add(5 * time.Minute), env.Now.Add(2 * time.Minute), env.Now.Add(2 * time.Minute)},
+		{"token first", env.Now.Add(2 * time.Minute), env.Now.Add(time.Hour), env.Now.Add(2*time.Minute + verify.DefaultClockSkew)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := env.Delegation(t, testca.ChildID, testca.RootID)
+			d.Scopes = append(d.Scopes, "crm:write")
+			d.ExpiresAt = tt.delegExp
+			tok := env.CA.Mint(t, testca.Claims(env.Analyst, testca.Audience, tt.exp, d))
+			// The client's own deadline is later than the token's, so the
+			// one the handler sees is the interceptor's.
+			ctx, cancel := context.WithTimeout(context.Background(), 24*time.Hour)
+			defer cancel()
+			ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
+			stream, err := s.clients[env.Analyst].Watch(ctx, &healthpb.HealthCheckRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := stream.Header()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := h.Get("deadline"); len(got) != 1 || got[0] != tt.want.UTC().Format(time.RFC3339Nano) {
+				t.Fatalf("deadline %q, want %s", got, tt.want.UTC().Format(time.RFC3339Nano))
+			}
+		})
 	}
 }
 

@@ -109,19 +109,11 @@ func PrincipalFrom(r *http.Request) (*verify.Principal, bool) {
 }
 
 func bearerToken(r *http.Request) (string, error) {
-	values := r.Header.Values("Authorization")
-	switch len(values) {
-	case 0:
-		return "", verify.ErrNoToken
-	case 1:
-	default:
+	token, err := verify.ParseBearer(r.Header.Values("Authorization"))
+	if errors.Is(err, verify.ErrBadAuthorization) {
 		return "", ErrBadAuthorization
 	}
-	scheme, token, ok := strings.Cut(values[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return "", ErrBadAuthorization
-	}
-	return token, nil
+	return token, err
 }
 
 // ErrorBody is the JSON body of every refusal, with RFC 6750 error codes.

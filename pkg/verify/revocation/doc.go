@@ -16,7 +16,8 @@
 //	v, _ := verify.New(verify.Config{..., Revocation: w})
 //
 // Ids are remembered until their delegation's expires_at plus Retention:
-// after that every token issued under them has expired anyway.
+// after that every token issued under them has expired anyway. An id the
+// server sends without expires_at is remembered until the Watcher stops.
 //
 // The stream can break. The Watcher reconnects with backoff and resumes from
 // the last revision it applied; when the server answers OUT_OF_RANGE (it no

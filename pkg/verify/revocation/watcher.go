@@ -21,7 +21,9 @@ const (
 	DefaultMaxStaleness = 30 * time.Second
 	// DefaultRetention keeps a revoked id this long past its expires_at, so
 	// a verifier whose clock lags, or that allows clock skew on exp, still
-	// refuses its tokens. It exceeds pkg/verify's largest clock skew.
+	// refuses its tokens. It equals pkg/verify's largest allowed clock
+	// skew (5 minutes): once it has passed, every token of the delegation
+	// is refused as expired whatever skew the verifier allows.
 	DefaultRetention = 5 * time.Minute
 	// DefaultMinBackoff and DefaultMaxBackoff bound the wait between
 	// reconnection attempts, doubling from the first to the second.
@@ -77,7 +79,7 @@ type Watcher struct {
 	config Config
 
 	mu          sync.RWMutex
-	revoked     map[delegation.ID]time.Time // id → expires_at
+	revoked     map[delegation.ID]time.Time // id → expires_at; zero: never pruned
 	ready       bool
 	lastContact time.Time
 	revision    uint64
@@ -261,14 +263,24 @@ func (w *Watcher) watch(ctx context.Context) (progressed bool, err error) {
 }
 
 // stage adds a revoked delegation to a batch, skipping (and logging) one
-// whose id the server should never have sent.
+// whose id the server should never have sent. A revoked delegation without
+// a valid expires_at is kept for the watcher's lifetime (zero time: never
+// pruned): pruning it by an unknown expiry could make its tokens valid
+// again, and refusing the message would stall the whole stream on one
+// record.
 func (w *Watcher) stage(batch map[delegation.ID]time.Time, d *delegationv1.Delegation) {
 	id, err := delegation.ParseID(d.GetId())
 	if err != nil {
 		w.config.Logger.Error("Ignoring revoked delegation with malformed id", "error", err)
 		return
 	}
-	batch[id] = d.GetExpiresAt().AsTime()
+	ts := d.GetExpiresAt()
+	if ts == nil || !ts.IsValid() || ts.GetSeconds() <= 0 {
+		w.config.Logger.Error("Revoked delegation has no expires_at: keeping it until restart", "id", id.String())
+		batch[id] = time.Time{}
+		return
+	}
+	batch[id] = ts.AsTime()
 }
 
 // apply merges batch into the revoked set and records contact at revision.
@@ -286,7 +298,7 @@ func (w *Watcher) apply(batch map[delegation.ID]time.Time, revision uint64, snap
 	w.lastContact = now
 	if now.Sub(w.lastPrune) >= pruneInterval {
 		for id, exp := range w.revoked {
-			if now.After(exp.Add(w.config.Retention)) {
+			if !exp.IsZero() && now.After(exp.Add(w.config.Retention)) {
 				delete(w.revoked, id)
 			}
 		}

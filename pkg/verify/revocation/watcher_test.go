@@ -367,3 +367,22 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// A revoked delegation sent without expires_at is kept, not pruned as if it
+// had expired in 1970.
+func TestRevokedWithoutExpiryIsKept(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expectWatch(t, 0)
+	f.send(t, snapshot(&delegationv1.Delegation{Id: idA.String(), State: delegationv1.State_STATE_REVOKED}))
+	f.send(t, snapshotEnd(10))
+	f.waitRevision(t, 10)
+	f.send(t, change(11, delegationv1.ChangeType_CHANGE_TYPE_REVOKED,
+		&delegationv1.Delegation{Id: idB.String(), State: delegationv1.State_STATE_REVOKED, ExpiresAt: timestamppb.New(time.Unix(0, 0))}))
+	f.waitRevision(t, 11)
+	f.advance(24 * time.Hour)
+	f.send(t, progress(12))
+	f.waitRevision(t, 12)
+	if !isRevoked(t, f.w, idA) || !isRevoked(t, f.w, idB) {
+		t.Fatal("revoked id without expires_at was pruned")
+	}
+}
