@@ -71,8 +71,11 @@ type tuning struct {
 }
 
 var defaultTuning = tuning{
-	minBackoff:    100 * time.Millisecond,
-	maxBackoff:    5 * time.Second,
+	minBackoff: 100 * time.Millisecond,
+	// agentid-server is a local process on a unix socket: an attempt costs
+	// next to nothing, and while it is away no delegated token is issued,
+	// so the composer retries at least every second.
+	maxBackoff:    time.Second,
 	idleTimeout:   30 * time.Second,
 	sweepInterval: time.Minute,
 	sweepGrace:    10 * time.Minute,
