@@ -141,6 +141,11 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		log.WithField("revoked", n).Warn("Revoked delegations of agents no longer declared")
 	}
 
+	purge, err := newPurger(srv, reg)
+	if err != nil {
+		return err
+	}
+
 	localLis, err := listenUnix(cfg.LocalSocket)
 	if err != nil {
 		return err
@@ -180,6 +185,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		}()
 	}
 	goRun("reconciler", func() error { return ignoreCanceled(rec.Run(ctx)) })
+	goRun("purge", func() error { return purge.run(ctx) })
 	if runIdentity != nil {
 		goRun("identity", func() error { return runIdentity(ctx) })
 	}

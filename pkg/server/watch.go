@@ -140,7 +140,8 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 
 // snapshot returns what a fresh watch starts from and the revision it
 // reflects. For revoked-only watchers (verifiers) that is every revoked
-// delegation: the revision is read first, so a revocation that lands while
+// delegation still stored (Purge deletes them a day after their expiry, so
+// the list stays bounded by recent revocations): the revision is read first, so a revocation that lands while
 // the list is read is in the list or after the revision, and applying it
 // twice is harmless.
 func (s *Server) snapshot(ctx context.Context, revokedOnly bool) ([]*delegation.Delegation, store.Revision, error) {

@@ -167,6 +167,19 @@ type Store interface {
 	// ErrNotFound for an unknown id, ErrAlreadyRevoked when it was revoked
 	// before. See Revocation for the audit events it records.
 	RevokeDelegation(ctx context.Context, r Revocation) ([]delegation.ID, Revision, error)
+	// PurgeExpired deletes, in one transaction, up to limit delegations
+	// (active or revoked) whose ExpiresAt is before before, with every index
+	// entry, and returns how many it deleted. It keeps a delegation that a
+	// retained change still names (Changes must return every change in the
+	// log) and one with a stored child (a child never outlives its parent,
+	// but the store does not trust that): those are purged by a later call,
+	// once the log has moved past them and their children are gone. Call it
+	// again while it returns limit; 0 means nothing can be purged now. The audit events of a purged delegation stay, and
+	// ListEvents still finds them by its id; nothing is appended to the audit
+	// log and no revision is added (expiry is not a change watchers are sent).
+	// A purged id is unknown afterwards (ErrNotFound). limit must be
+	// positive and before not zero (ErrInvalidArgument).
+	PurgeExpired(ctx context.Context, before time.Time, limit int) (int, error)
 
 	// Snapshot returns every stored delegation in state active (expired ones
 	// included: callers compare with their clock) and the revision it reflects.

@@ -71,6 +71,22 @@
 // record; Changes returns the record as it was created, since a record only
 // ever changes by revocation.
 //
+// # Purging expired delegations
+//
+// Nothing else ever deletes a delegation, so PurgeExpired is what keeps the
+// file from growing forever: it deletes records that expired before a given
+// time, with their index entries, up to a limit per transaction. It keeps
+// every record the revision log still names (a Created change points to
+// its record; see above) and every parent whose children are still stored,
+// so Changes and Children stay whole. The audit events of a purged
+// delegation are never deleted (the chain forbids it): their
+// idx_event_delegation entries move from 's' ‖ seq to 'i' ‖ id, where
+// events naming an unknown id live, and ListEvents still finds them. No
+// audit event and no revision records a purge. There is no expiry index: a
+// call walks records in creation order up to the first one the log names
+// (purge.go has the cost). bbolt does not shrink the file: freed pages are
+// reused by later writes (BenchmarkPurgeExpired).
+//
 // # Schema versions
 //
 // Open refuses a file whose schema version is newer than SchemaVersion

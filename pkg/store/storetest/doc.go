@@ -25,7 +25,8 @@
 // revision, no audit event), listing with each filter and their
 // combinations, paging across inserts, children, revocation with cascade and
 // its events, a revocation racing sub-delegations (no child is ever left
-// active under a revoked parent), the snapshot and the revision log with its
+// active under a revoked parent), purging expired delegations (gone from
+// every read, their events kept, the log and children kept whole), the snapshot and the revision log with its
 // compaction, notifications, the audit log with its filters and paging, the
 // agent registry, canceled contexts and use after Close. After every test
 // the suite verifies the whole audit log as a hash chain. All times are fixed (T0), so

@@ -432,6 +432,7 @@ func everyMethod(ctx context.Context, f *fixture, existing *delegation.Delegatio
 	_, _, errs["ListDelegations"] = f.s.ListDelegations(ctx, store.Filter{}, store.Page{})
 	_, errs["Children"] = f.s.Children(ctx, existing.ID)
 	_, _, errs["RevokeDelegation"] = f.s.RevokeDelegation(ctx, revocation(existing.ID, "x"))
+	_, errs["PurgeExpired"] = f.s.PurgeExpired(ctx, T0.Add(time.Hour), 10)
 	_, _, errs["Snapshot"] = f.s.Snapshot(ctx)
 	_, errs["Changes"] = f.s.Changes(ctx, 0, 0)
 	errs["AppendEvents"] = f.s.AppendEvents(ctx, audit.Event{Time: T0, Type: audit.TypeDenied, Actor: "local"})
