@@ -76,52 +76,46 @@ func (c *Client) ListEntries(ctx context.Context) ([]Entry, error) {
 
 // CreateEntries implements EntryClient.
 func (c *Client) CreateEntries(ctx context.Context, entries []Entry) ([]Status, error) {
-	if err := checkWritable(entries); err != nil {
-		return nil, err
-	}
-	out := make([]Status, 0, len(entries))
-	err := inBatches(len(entries), createBatchSize, func(start, end int) error {
-		resp, err := c.entry.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{
-			Entries: entriesToAPI(entries[start:end]),
-		})
-		if err != nil {
-			return fmt.Errorf("spireapi: failed to create entries: %w", err)
-		}
-		if len(resp.Results) != end-start {
-			return fmt.Errorf("%w: %d results for %d created entries", ErrMalformedResponse, len(resp.Results), end-start)
-		}
-		for _, r := range resp.Results {
-			st, err := statusWithEntry(statusFromAPI(r.Status), r.Entry)
-			if err != nil {
-				return err
-			}
-			out = append(out, st)
-		}
-		return nil
+	return writeEntries(entries, createBatchSize, "create", func(batch []*apitypes.Entry) ([]*entryv1.BatchCreateEntryResponse_Result, error) {
+		resp, err := c.entry.BatchCreateEntry(ctx, &entryv1.BatchCreateEntryRequest{Entries: batch})
+		return resp.GetResults(), err
 	})
-	return out, err
 }
 
 // UpdateEntries implements EntryClient. It sends no input mask, so every
 // field is written: a field a human changed on an owned entry (Admin, say)
 // is put back.
 func (c *Client) UpdateEntries(ctx context.Context, entries []Entry) ([]Status, error) {
+	return writeEntries(entries, updateBatchSize, "update", func(batch []*apitypes.Entry) ([]*entryv1.BatchUpdateEntryResponse_Result, error) {
+		resp, err := c.entry.BatchUpdateEntry(ctx, &entryv1.BatchUpdateEntryRequest{Entries: batch})
+		return resp.GetResults(), err
+	})
+}
+
+// entryResult is what create and update answer per entry.
+type entryResult interface {
+	GetStatus() *apitypes.Status
+	GetEntry() *apitypes.Entry
+}
+
+// writeEntries sends entries in batches of size through send (a create or
+// an update) and returns one Status per entry, in order. verb names the
+// operation in errors.
+func writeEntries[R entryResult](entries []Entry, size int, verb string, send func([]*apitypes.Entry) ([]R, error)) ([]Status, error) {
 	if err := checkWritable(entries); err != nil {
 		return nil, err
 	}
 	out := make([]Status, 0, len(entries))
-	err := inBatches(len(entries), updateBatchSize, func(start, end int) error {
-		resp, err := c.entry.BatchUpdateEntry(ctx, &entryv1.BatchUpdateEntryRequest{
-			Entries: entriesToAPI(entries[start:end]),
-		})
+	err := inBatches(len(entries), size, func(start, end int) error {
+		results, err := send(entriesToAPI(entries[start:end]))
 		if err != nil {
-			return fmt.Errorf("spireapi: failed to update entries: %w", err)
+			return fmt.Errorf("spireapi: failed to %s entries: %w", verb, err)
 		}
-		if len(resp.Results) != end-start {
-			return fmt.Errorf("%w: %d results for %d updated entries", ErrMalformedResponse, len(resp.Results), end-start)
+		if len(results) != end-start {
+			return fmt.Errorf("%w: %d results for %d %sd entries", ErrMalformedResponse, len(results), end-start, verb)
 		}
-		for _, r := range resp.Results {
-			st, err := statusWithEntry(statusFromAPI(r.Status), r.Entry)
+		for _, r := range results {
+			st, err := statusWithEntry(statusFromAPI(r.GetStatus()), r.GetEntry())
 			if err != nil {
 				return err
 			}
