@@ -213,18 +213,7 @@ func (s *Sidecar) createDelegation(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	var missing []string
-	if req.UserToken == "" {
-		missing = append(missing, "user_token")
-	}
-	if len(req.Scopes) == 0 {
-		missing = append(missing, "scopes")
-	}
-	if req.TTL == "" {
-		missing = append(missing, "ttl")
-	}
-	if len(missing) > 0 {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: missing fields: "+strings.Join(missing, ", "))
+	if !requireFields(w, field{"user_token", req.UserToken != ""}, field{"scopes", len(req.Scopes) > 0}, field{"ttl", req.TTL != ""}) {
 		return
 	}
 	agent := s.agent.ID()
@@ -264,18 +253,7 @@ func (s *Sidecar) subDelegation(w http.ResponseWriter, r *http.Request) {
 	if !s.decode(w, r, &req) {
 		return
 	}
-	var missing []string
-	if req.AgentID == "" {
-		missing = append(missing, "agent_id")
-	}
-	if len(req.Scopes) == 0 {
-		missing = append(missing, "scopes")
-	}
-	if req.TTL == "" {
-		missing = append(missing, "ttl")
-	}
-	if len(missing) > 0 {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: missing fields: "+strings.Join(missing, ", "))
+	if !requireFields(w, field{"agent_id", req.AgentID != ""}, field{"scopes", len(req.Scopes) > 0}, field{"ttl", req.TTL != ""}) {
 		return
 	}
 	agent, err := spiffeid.FromString(req.AgentID)
@@ -446,4 +424,26 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, errCode, msg string) {
 	writeJSON(w, code, ErrorBody{Error: errCode, Message: msg})
+}
+
+// field is a required request field and whether the request has it.
+type field struct {
+	name    string
+	present bool
+}
+
+// requireFields answers 400 naming every missing field, and reports whether
+// all were present.
+func requireFields(w http.ResponseWriter, fields ...field) bool {
+	var missing []string
+	for _, f := range fields {
+		if !f.present {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: missing fields: "+strings.Join(missing, ", "))
+		return false
+	}
+	return true
 }
