@@ -23,7 +23,11 @@
 //  7. a verifier outside SPIFFE checks a delegated token with the JWKS of
 //     SPIRE's oidc-discovery-provider;
 //  8. agentid-server killed with SIGKILL and restarted loses nothing; the
-//     composer fails closed while it is down.
+//     composer fails closed while it is down;
+//  9. agentid-extauthz, attested like the service and following
+//     revocations, answers Envoy-shaped CheckRequests: a delegated token
+//     from its own agent passes with the x-agentid-* headers, from another
+//     agent it is refused, and once revoked it is refused within a second.
 //
 // A step that fails skips the ones after it, which need its state. Every
 // wait is bounded and its failure names what did not happen; the logs of

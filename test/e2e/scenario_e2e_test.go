@@ -52,6 +52,7 @@ func TestScenario(t *testing.T) {
 		{"6_revocation", sc.step6},
 		{"7_outside_verifier_with_jwks", sc.step7},
 		{"8_server_crash", sc.step8},
+		{"9_extauthz_in_front_of_the_service", sc.step9},
 	}
 	failed := ""
 	for _, s := range steps {

@@ -9,7 +9,9 @@
 //   - Ory Hydra, the users' OpenID provider;
 //   - agentid-server, with four declared agents, a policy for marketing
 //     users and the service as a revocation verifier;
-//   - the example service (examples/service), following revocations.
+//   - the example service (examples/service), following revocations;
+//   - on demand (StartExtAuthz), agentid-extauthz in front of the service,
+//     attested by its own manifest and following revocations too.
 //
 // A test or the demo starts it in one call and reads the parts from the
 // returned Stack:

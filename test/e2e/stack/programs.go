@@ -11,6 +11,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"gopkg.in/yaml.v3"
+
+	"github.com/agentid/agentid/pkg/verify/extauthz"
 	"github.com/agentid/agentid/test/harness"
 )
 
@@ -105,6 +111,88 @@ func (sc *Sidecar) healthy() error {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("/healthz: %s", resp.Status)
+	}
+	return nil
+}
+
+// ExtAuthzOptions configure StartExtAuthz.
+type ExtAuthzOptions struct {
+	// Rules are agentid-extauthz's route rules, in order; at least one.
+	Rules []extauthz.Rule
+	// AllowPlainTokens accepts JWT-SVIDs without delegation claims (the
+	// rules still decide on them).
+	AllowPlainTokens bool
+}
+
+// ExtAuthz is a running agentid-extauthz.
+type ExtAuthz struct {
+	*harness.Program
+	// Addr is its plaintext ext_authz gRPC listener on loopback, where an
+	// Envoy beside it would send CheckRequests.
+	Addr string
+}
+
+// StartExtAuthz runs agentid-extauthz in front of the service: attested
+// by its signed manifest as ExtAuthzID, the JWT bundles from the
+// spire-agent's Workload API, the revocation watch on agentid-server over
+// mTLS, audience ServiceID, agents of TrustDomain. It returns once the
+// gRPC health check answers SERVING, which agentid-extauthz does only after
+// the watch's first snapshot.
+func (s *Stack) StartExtAuthz(t testing.TB, opts ExtAuthzOptions) *ExtAuthz {
+	t.Helper()
+	type rule struct {
+		Name  string `yaml:"name"`
+		Match string `yaml:"match,omitempty"`
+		Allow string `yaml:"allow"`
+	}
+	rules := make([]rule, len(opts.Rules))
+	for i, r := range opts.Rules {
+		rules[i] = rule(r)
+	}
+	path := filepath.Join(s.dir, "extauthz.yaml")
+	ea := &ExtAuthz{}
+	ea.Program, _ = harness.StartProgramOnPorts(t, 1, "agentid-extauthz SERVING", readyTimeout,
+		func(ports []int) (harness.ProgramOptions, func() error) {
+			ea.Addr = "127.0.0.1:" + strconv.Itoa(ports[0])
+			conf, err := yaml.Marshal(map[string]any{
+				"listen":              ea.Addr,
+				"workload_api_socket": s.Agent.WorkloadAddr(),
+				"trust_domains":       []string{TrustDomain},
+				"audiences":           []string{ServiceID.String()},
+				"allow_plain_tokens":  opts.AllowPlainTokens,
+				"revocation":          map[string]string{"address": s.ServerAddr, "server_id": ServerID.String()},
+				"rules":               rules,
+				"log_level":           "debug",
+			})
+			if err != nil {
+				t.Fatalf("stack: encode agentid-extauthz config: %v", err)
+			}
+			if err := os.WriteFile(path, conf, 0o600); err != nil {
+				t.Fatalf("stack: write agentid-extauthz config: %v", err)
+			}
+			return harness.ProgramOptions{
+				Name: "agentid-extauthz", Path: s.Bin(t, "agentid-extauthz"), Args: []string{"-config", path},
+				Env: s.WorkloadEnv(s.Manifest(t, extAuthzManifestName)),
+			}, ea.serving
+		})
+	return ea
+}
+
+// serving asks agentid-extauthz's gRPC health service once.
+func (ea *ExtAuthz) serving() error {
+	conn, err := grpc.NewClient(ea.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return err
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("health: %s", resp.GetStatus())
 	}
 	return nil
 }

@@ -58,6 +58,10 @@ var (
 	ServiceID = spiffeid.RequireFromString("spiffe://example.org/svc/crm")
 	// ServerID is agentid-server's SPIFFE ID (minted over the admin socket).
 	ServerID = spiffeid.RequireFromString("spiffe://example.org/agentid-server")
+	// ExtAuthzID is agentid-extauthz's SPIFFE ID (StartExtAuthz): the
+	// ext_authz server an Envoy in front of the service would ask. Like the
+	// service, it is a verifier that may watch revocations.
+	ExtAuthzID = spiffeid.RequireFromString("spiffe://example.org/svc/crm-extauthz")
 )
 
 // AgentSpec is one declared agent as the stack writes it into
@@ -87,6 +91,10 @@ var Agents = []AgentSpec{
 // Every process here runs as the same uid, so unix:uid cannot tell the
 // service from the agents; a signed manifest can.
 const serviceManifestName = "crm-service"
+
+// extAuthzManifestName is the manifest name agentid-extauthz is attested
+// by, for the same reason.
+const extAuthzManifestName = "crm-extauthz"
 
 // Options configure Start.
 type Options struct {
@@ -147,6 +155,7 @@ var programs = map[string]string{
 	"service":          "./examples/service",
 	"go-agent":         "./examples/go-agent",
 	"agentid-sidecar":  "./cmd/agentid-sidecar",
+	"agentid-extauthz": "./cmd/agentid-extauthz",
 }
 
 // Start builds the project's programs and brings the stack up in the order
@@ -234,6 +243,17 @@ func Start(t testing.TB, opts Options) *Stack {
 			"aiagent:signer:" + SignerKeyID,
 		},
 	})
+	// So is agentid-extauthz's, by its own manifest: it needs an X509-SVID
+	// to watch revocations even when no test starts it.
+	s.SPIRE.CreateEntry(t, harness.Entry{
+		ID:       "e2e-extauthz",
+		SPIFFEID: ExtAuthzID,
+		ParentID: s.Agent.ID(),
+		Selectors: []string{
+			"aiagent:name:" + extAuthzManifestName,
+			"aiagent:signer:" + SignerKeyID,
+		},
+	})
 
 	step = time.Now()
 	conf := filepath.Join(s.dir, "agentid-server.yaml")
@@ -310,7 +330,7 @@ func (s *Stack) waitComposerReady(t testing.TB) {
 
 // Bin is the path of a program the stack built: "agentid-server",
 // "agentid", "agentid-composer", "agentid-attestor", "agentid-sidecar",
-// "service", "go-agent" or "probe".
+// "agentid-extauthz", "service", "go-agent" or "probe".
 func (s *Stack) Bin(t testing.TB, name string) string {
 	t.Helper()
 	p, ok := s.bins[name]
@@ -356,7 +376,7 @@ func (s *Stack) serverConfig() string {
 		}
 		b.WriteString("    jwt_svid_ttl: 5m\n")
 	}
-	fmt.Fprintf(&b, "access:\n  verifiers: [%s]\n", q(ServiceID.String()))
+	fmt.Fprintf(&b, "access:\n  verifiers: [%s, %s]\n", q(ServiceID.String()), q(ExtAuthzID.String()))
 	b.WriteString("log:\n  level: debug\n  format: text\n")
 	return b.String()
 }
@@ -463,6 +483,7 @@ func (s *Stack) writeManifests(t testing.TB) {
 		s.manifests[a.Name] = s.WriteManifest(t, a.Name, a.Model, true)
 	}
 	s.manifests[serviceManifestName] = s.WriteManifest(t, serviceManifestName, "none/none", true)
+	s.manifests[extAuthzManifestName] = s.WriteManifest(t, extAuthzManifestName, "none/none", true)
 }
 
 func (s *Stack) pubKeyPath() string { return filepath.Join(s.dir, SignerKeyID+".pub.pem") }
