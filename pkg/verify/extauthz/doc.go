@@ -42,7 +42,8 @@
 // On allow, the upstream request gets x-agentid-agent, x-agentid-user
 // (issuer#subject), x-agentid-scope, x-agentid-delegation and
 // x-agentid-chain (comma-separated); copies the client sent are overwritten
-// or removed. On deny, Envoy answers the client with 401 and a
+// or removed, and so is any other x-agentid-* header it sent (with '-' or
+// '_'). On deny, Envoy answers the client with 401 and a
 // WWW-Authenticate challenge (no, bad or revoked token; token not the peer's),
 // 403 (a rule refused) or 503 (revocation status unknown), and a JSON body
 // with the reason. Refusals are denials, never gRPC errors, so Envoy's

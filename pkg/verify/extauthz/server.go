@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,7 +110,7 @@ func (s *Server) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Che
 		res = deny(err)
 		s.checks.WithLabelValues("deny", fmt.Sprint(res.GetDeniedResponse().GetStatus().GetCode().Number())).Inc()
 	} else {
-		res = allow(p)
+		res = allow(p, headerNames(req.GetAttributes().GetRequest().GetHttp()))
 		s.checks.WithLabelValues("allow", "200").Inc()
 	}
 	s.duration.Observe(time.Since(start).Seconds())
@@ -183,6 +184,19 @@ func chainStrings(p *verify.Principal) []string {
 	return out
 }
 
+// headerNames lists the request's header names from both of Envoy's forms
+// (headers, and header_map with encode_raw_headers).
+func headerNames(r *authv3.AttributeContext_HttpRequest) []string {
+	var names []string
+	for name := range r.GetHeaders() {
+		names = append(names, name)
+	}
+	for _, h := range r.GetHeaderMap().GetHeaders() {
+		names = append(names, h.GetKey())
+	}
+	return names
+}
+
 // bearerToken reads the authorization header from the map Envoy fills (keys
 // lower-cased, repeated headers joined with ","), or from header_map when
 // Envoy is configured with encode_raw_headers.
@@ -220,7 +234,10 @@ func header(name, value string) *corev3.HeaderValueOption {
 // allow passes the identities upstream. A header with a value overwrites any
 // client copy; one without (a plain token has no user) is removed, since
 // Envoy drops a header set to the empty value and would keep the client's.
-func allow(p *verify.Principal) *authv3.CheckResponse {
+// Any other x-agentid-* header the client sent (spelled with '-' or '_',
+// which CGI-style upstreams merge) is removed too: upstreams may take the
+// whole prefix for agentid's.
+func allow(p *verify.Principal, requestHeaders []string) *authv3.CheckResponse {
 	values := map[string]string{HeaderAgent: p.Agent.String()}
 	if p.Delegated() {
 		values[HeaderUser] = p.User.String()
@@ -236,6 +253,16 @@ func allow(p *verify.Principal) *authv3.CheckResponse {
 			ok.HeadersToRemove = append(ok.HeadersToRemove, name)
 		}
 	}
+	var foreign []string
+	for _, name := range requestHeaders {
+		lower := strings.ToLower(name)
+		if !strings.HasPrefix(strings.ReplaceAll(lower, "_", "-"), "x-agentid-") || slices.Contains(identityHeaders, lower) {
+			continue
+		}
+		foreign = append(foreign, lower)
+	}
+	slices.Sort(foreign) // deterministic answers
+	ok.HeadersToRemove = append(ok.HeadersToRemove, slices.Compact(foreign)...)
 	return &authv3.CheckResponse{
 		Status:       &rpcstatus.Status{Code: int32(codes.OK)},
 		HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: ok},

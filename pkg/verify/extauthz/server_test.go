@@ -320,6 +320,20 @@ func TestPlainTokenHeaders(t *testing.T) {
 	}
 }
 
+// Other x-agentid-* headers the client sent, with '-' or '_', are removed
+// too: an upstream may trust the whole prefix.
+func TestForeignAgentidHeadersRemoved(t *testing.T) {
+	env := testca.NewEnv(t)
+	c := newClient(t, env.Config(), nil)
+	res := check(t, c, envoyCheck(env.Analyst, "GET", "/campaigns", map[string]string{
+		"authorization": "Bearer " + env.Good(t), "x-agentid-admin": "yes", "x_agentid_role": "root", "x-other": "kept",
+	}))
+	allowed(t, res)
+	if got := res.GetOkResponse().GetHeadersToRemove(); strings.Join(got, " ") != "x-agentid-admin x_agentid_role" {
+		t.Fatalf("removed %v, want the two foreign x-agentid headers", got)
+	}
+}
+
 // With encode_raw_headers, Envoy sends header_map instead of headers.
 func TestRawHeaderMap(t *testing.T) {
 	env := testca.NewEnv(t)
