@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/agentclient"
+	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -35,6 +36,10 @@ type config struct {
 	ttl         time.Duration
 	intent      string
 	keep        bool
+	// delegation, when set, is an existing delegation to act under (for
+	// example a sub-delegation another agent made for this one): no user
+	// token is needed and nothing is created or revoked.
+	delegation delegation.ID
 }
 
 func main() {
@@ -53,7 +58,7 @@ func main() {
 
 func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	var c config
-	var serverID, serviceID, scopes, tokenFile string
+	var serverID, serviceID, scopes, tokenFile, existing string
 	fs.StringVar(&c.workloadAPI, "workload-api", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "Workload API address (env SPIFFE_ENDPOINT_SOCKET)")
 	fs.StringVar(&c.serverAddr, "server-addr", os.Getenv("AGENTID_SERVER_ADDR"), "agentid-server mTLS address (env AGENTID_SERVER_ADDR)")
 	fs.StringVar(&serverID, "server-id", os.Getenv("AGENTID_SERVER_ID"), "agentid-server's SPIFFE ID (env AGENTID_SERVER_ID)")
@@ -65,6 +70,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	fs.DurationVar(&c.ttl, "ttl", 15*time.Minute, "delegation lifetime to ask for")
 	fs.StringVar(&c.intent, "intent", "example: ask the service who is calling", "the user's request, for audit")
 	fs.BoolVar(&c.keep, "keep", false, "do not revoke the delegation at the end")
+	fs.StringVar(&existing, "delegation", os.Getenv("AGENTID_DELEGATION"), "act under this existing delegation instead of creating one from a user token (env AGENTID_DELEGATION)")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -82,6 +88,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 	if !strings.HasPrefix(c.serviceURL, "https://") {
 		problems = append(problems, "-service-url must be an https:// URL")
 	}
+	if existing != "" {
+		if c.delegation, err = delegation.ParseID(existing); err != nil {
+			problems = append(problems, "-delegation: "+err.Error())
+		}
+	}
 	c.userToken = os.Getenv("USER_TOKEN")
 	if tokenFile != "" {
 		b, err := os.ReadFile(tokenFile)
@@ -90,8 +101,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (config, error) {
 		}
 		c.userToken = strings.TrimSpace(string(b))
 	}
-	if c.userToken == "" {
-		problems = append(problems, "a user token is required (-user-token-file or USER_TOKEN)")
+	if c.userToken == "" && existing == "" {
+		problems = append(problems, "a user token is required (-user-token-file or USER_TOKEN), or -delegation")
 	}
 	c.scopes = strings.Fields(scopes)
 	if len(problems) > 0 {
@@ -115,22 +126,28 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	}
 	defer server.Close()
 
-	d, err := server.CreateDelegation(startCtx, agentclient.CreateRequest{
-		UserToken: c.userToken, Agent: agent.ID(), Scopes: c.scopes, TTL: c.ttl, Intent: c.intent,
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "go-agent: %s acts for %s under %s (scopes %s, until %s)\n",
-		agent.ID(), d.User, d.ID, d.Scopes, d.ExpiresAt.Format(time.RFC3339))
-	if !c.keep {
-		defer func() {
-			revokeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if _, err := server.RevokeDelegation(revokeCtx, d.ID, "task done"); err != nil {
-				fmt.Fprintln(os.Stderr, "go-agent: revoke:", err)
-			}
-		}()
+	id := c.delegation
+	if id.IsZero() {
+		d, err := server.CreateDelegation(startCtx, agentclient.CreateRequest{
+			UserToken: c.userToken, Agent: agent.ID(), Scopes: c.scopes, TTL: c.ttl, Intent: c.intent,
+		})
+		if err != nil {
+			return err
+		}
+		id = d.ID
+		fmt.Fprintf(os.Stderr, "go-agent: %s acts for %s under %s (scopes %s, until %s)\n",
+			agent.ID(), d.User, d.ID, d.Scopes, d.ExpiresAt.Format(time.RFC3339))
+		if !c.keep {
+			defer func() {
+				revokeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if _, err := server.RevokeDelegation(revokeCtx, d.ID, "task done"); err != nil {
+					fmt.Fprintln(os.Stderr, "go-agent: revoke:", err)
+				}
+			}()
+		}
+	} else {
+		fmt.Fprintf(os.Stderr, "go-agent: %s acts under the existing delegation %s\n", agent.ID(), id)
 	}
 
 	tr, err := agent.Transport(c.serviceID, c.audience)
@@ -139,7 +156,7 @@ func run(ctx context.Context, c config, out io.Writer) error {
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	req, err := http.NewRequestWithContext(agentclient.WithDelegation(ctx, d.ID), http.MethodGet, c.serviceURL, nil)
+	req, err := http.NewRequestWithContext(agentclient.WithDelegation(ctx, id), http.MethodGet, c.serviceURL, nil)
 	if err != nil {
 		return err
 	}
