@@ -404,6 +404,10 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 		actor = "user:" + ident.User.String()
 	} else {
 		ancestors, err := s.ancestors(ctx, dl)
+		if errors.Is(err, store.ErrNotFound) {
+			// An ancestor purged meanwhile: the tree is long expired.
+			return nil, status.Error(codes.NotFound, "id: no such delegation")
+		}
 		if err != nil {
 			return nil, s.storeError("read ancestors", err)
 		}
@@ -438,7 +442,10 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 				"revoked_count": len(ids)}).Info("Delegation revoked")
 		}
 	}
-	if dl, err = s.store.GetDelegation(ctx, id); err != nil {
+	if dl, err = s.store.GetDelegation(ctx, id); errors.Is(err, store.ErrNotFound) {
+		// Purged between the two reads (expired more than a day ago).
+		return nil, status.Error(codes.NotFound, "id: no such delegation")
+	} else if err != nil {
 		return nil, s.storeError("read delegation", err)
 	}
 	resp.Delegation = apiconv.DelegationToProto(dl, 0, s.clock())

@@ -32,9 +32,9 @@ import (
 // unknown id live, so ListEvents still finds them. bbolt does not shrink the
 // file: the freed pages are reused by later writes.
 //
-// It runs in its own write transaction, not through the committer: a purge
-// of many records is a large write that must not be retried with, or slow
-// down, the small writes the committer groups.
+// The search runs in a read transaction, beside writers; the deletion in a
+// short write transaction of its own, not through the committer, so a purge
+// is never retried with, nor slows, the small writes the committer groups.
 func (s *Store) PurgeExpired(ctx context.Context, before time.Time, limit int) (int, error) {
 	if err := s.begin(ctx); err != nil {
 		return 0, err
@@ -45,10 +45,29 @@ func (s *Store) PurgeExpired(ctx context.Context, before time.Time, limit int) (
 	case limit < 1:
 		return 0, fmt.Errorf("%w: purge limit %d is not positive", store.ErrInvalidArgument, limit)
 	}
-	var purged int
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	// The search runs in a read transaction, which bbolt runs beside the
+	// writer: however many old records it walks, creates and revokes do not
+	// wait for it. The write transaction then re-checks each candidate and
+	// deletes it, a short write.
+	var (
+		doomed, parents []node
+		lastRevision    uint64
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
 		var err error
-		purged, err = purge(ctx, tx, before, limit)
+		doomed, parents, lastRevision, err = purgeCandidates(ctx, tx, before, limit)
+		return err
+	})
+	if err != nil {
+		return 0, boltErr("find expired delegations", err)
+	}
+	if len(doomed) == 0 && len(parents) == 0 {
+		return 0, nil
+	}
+	var purged int
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		purged, err = deleteCandidates(tx, doomed, parents, lastRevision, limit)
 		return err
 	})
 	if err != nil {
@@ -57,33 +76,38 @@ func (s *Store) PurgeExpired(ctx context.Context, before time.Time, limit int) (
 	return purged, nil
 }
 
-// purge deletes up to limit purgeable delegations in tx. Parents come
-// before their children in creation order, so a parent met with children
-// still stored is set aside and deleted after the pass, in reverse order,
-// once the children it had are gone.
-func purge(ctx context.Context, tx *bolt.Tx, before time.Time, limit int) (int, error) {
+// maxParentsPerCall bounds, as a multiple of the limit, the parents a call
+// sets aside for after their children, so memory stays bounded when many
+// expired parents still have stored children.
+const maxParentsPerCall = 4
+
+// purgeCandidates finds up to limit purgeable delegations without children
+// (doomed) and the parents met with children still stored, which become
+// purgeable once those go; and the last revision of the log it saw. Parents
+// come before their children in creation order, so the parents are deleted
+// after the pass, in reverse order.
+func purgeCandidates(ctx context.Context, tx *bolt.Tx, before time.Time, limit int) (doomed, parents []node, lastRevision uint64, err error) {
 	compacted, err := readU64(tx.Bucket(bucketMeta).Get(keyCompacted))
 	if err != nil || compacted == 0 {
-		return 0, err // every record is still named by its creation
+		return nil, nil, 0, err // every record is still named by its creation
 	}
-	named, err := revokedInLog(tx, compacted)
+	if k, _ := tx.Bucket(bucketChanges).Cursor().Last(); len(k) == 8 {
+		lastRevision = binary.BigEndian.Uint64(k)
+	}
+	named, err := revokedInLog(ctx, tx, compacted)
 	if err != nil {
-		return 0, err
+		return nil, nil, 0, err
 	}
-	var (
-		doomed  []node // to delete now
-		parents []node // to delete once their children are gone
-	)
 	c := tx.Bucket(bucketDelegations).Cursor()
 	n := 0
 	for k, v := c.First(); k != nil && len(doomed) < limit; k, v = c.Next() {
 		if n++; n%ctxCheckEvery == 0 {
 			if err := ctx.Err(); err != nil {
-				return 0, err
+				return nil, nil, 0, err
 			}
 		}
 		if len(k) != 8 {
-			return 0, fmt.Errorf("store: corrupt delegation key %x", k)
+			return nil, nil, 0, fmt.Errorf("store: corrupt delegation key %x", k)
 		}
 		seq := binary.BigEndian.Uint64(k)
 		if seq > compacted {
@@ -91,31 +115,59 @@ func purge(ctx context.Context, tx *bolt.Tx, before time.Time, limit int) (int, 
 		}
 		d, err := decodeDelegation(k, v, "")
 		if err != nil {
-			return 0, err
+			return nil, nil, 0, err
 		}
 		if !d.ExpiresAt.Before(before) || named[seq] {
 			continue
 		}
 		nd := node{d, bytes.Clone(k)}
-		if hasChildren(tx, k) {
-			parents = append(parents, nd)
-		} else {
+		switch {
+		case !hasChildren(tx, k):
 			doomed = append(doomed, nd)
+		case len(parents) < maxParentsPerCall*limit:
+			parents = append(parents, nd)
+		default:
+			// Set aside no more: a parent left out here has no children
+			// left once they are purged, and a later call deletes it.
 		}
 	}
+	return doomed, parents, lastRevision, nil
+}
+
+// deleteCandidates deletes, in the write transaction, the candidates that
+// are still purgeable: still stored, without children, and not named by a
+// change logged after the search (a revocation since would change the
+// record and must keep it for the log).
+func deleteCandidates(tx *bolt.Tx, doomed, parents []node, lastRevision uint64, limit int) (int, error) {
+	namedSince := make(map[uint64]bool)
+	c := tx.Bucket(bucketChanges).Cursor()
+	for k, v := c.Seek(u64(lastRevision + 1)); k != nil; k, v = c.Next() {
+		if len(k) != 8 || len(v) != 9 {
+			return 0, fmt.Errorf("store: corrupt revision log entry %x", k)
+		}
+		namedSince[binary.BigEndian.Uint64(v[1:])] = true
+	}
+	records := tx.Bucket(bucketDelegations)
+	purgeable := func(nd node) bool {
+		return records.Get(nd.seq) != nil && !hasChildren(tx, nd.seq) && !namedSince[binary.BigEndian.Uint64(nd.seq)]
+	}
+	purged := 0
 	for _, nd := range doomed {
+		if !purgeable(nd) {
+			continue
+		}
 		if err := deleteRecord(tx, nd); err != nil {
 			return 0, err
 		}
+		purged++
 	}
-	purged := len(doomed)
 	// In reverse creation order, a child set aside is deleted before its
 	// parent is looked at.
 	for _, nd := range slices.Backward(parents) {
 		if purged == limit {
 			break
 		}
-		if hasChildren(tx, nd.seq) {
+		if !purgeable(nd) {
 			continue // a child was not purgeable, or beyond this call's limit
 		}
 		if err := deleteRecord(tx, nd); err != nil {
@@ -128,9 +180,15 @@ func purge(ctx context.Context, tx *bolt.Tx, before time.Time, limit int) (int, 
 
 // revokedInLog returns the seqs, created at or before compacted, that a
 // revocation retained in the revision log names.
-func revokedInLog(tx *bolt.Tx, compacted uint64) (map[uint64]bool, error) {
+func revokedInLog(ctx context.Context, tx *bolt.Tx, compacted uint64) (map[uint64]bool, error) {
 	named := make(map[uint64]bool)
+	n := 0
 	err := tx.Bucket(bucketChanges).ForEach(func(k, v []byte) error {
+		if n++; n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
 		if len(k) != 8 || len(v) != 9 {
 			return fmt.Errorf("store: corrupt revision log entry %x", k)
 		}
