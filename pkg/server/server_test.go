@@ -384,7 +384,7 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := ctxT(t)
-			_, revBefore, err := e.Store.Snapshot(ctx)
+			revBefore, err := e.Store.Revision(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -393,7 +393,7 @@ func TestBadInput(t *testing.T) {
 			if st := status.Convert(err); st.Code() != tt.code || st.Message() != tt.msg {
 				t.Fatalf("got %s %q\nwant %s %q", st.Code(), st.Message(), tt.code, tt.msg)
 			}
-			if _, revAfter, _ := e.Store.Snapshot(ctx); revAfter != revBefore {
+			if revAfter, _ := e.Store.Revision(ctx); revAfter != revBefore {
 				t.Fatalf("store revision moved from %d to %d: something was written", revBefore, revAfter)
 			}
 			want := deniedBefore

@@ -148,7 +148,7 @@ func (s *Server) snapshot(ctx context.Context, revokedOnly bool) ([]*delegation.
 	if !revokedOnly {
 		return s.store.Snapshot(ctx)
 	}
-	_, rev, err := s.store.Snapshot(ctx)
+	rev, err := s.store.Revision(ctx)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -192,17 +192,30 @@ func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) {
 
 // tokenError answers a failed token fetch: 403 denied, 503 SPIRE.
 func (s *Sidecar) tokenError(w http.ResponseWriter, err error) {
+	status, code, ok := tokenFailure(err)
+	if !ok {
+		status, code = http.StatusServiceUnavailable, codeSPIREUnavailable
+	}
+	if code == codeSPIREUnavailable {
+		s.log.Warn("Token fetch failed", "error", err.Error())
+	}
+	writeError(w, status, code, err.Error())
+}
+
+// tokenFailure maps agentclient's token errors to the sidecar's answer, for
+// the token API and the proxy alike; ok is false for any other error.
+func tokenFailure(err error) (status int, code string, ok bool) {
 	switch {
 	case errors.Is(err, agentclient.ErrInvalidRequest):
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
+		return http.StatusBadRequest, codeInvalidRequest, true
 	case errors.Is(err, agentclient.ErrDelegationDenied):
-		writeError(w, http.StatusForbidden, codeDelegationDenied, err.Error())
+		return http.StatusForbidden, codeDelegationDenied, true
 	case errors.Is(err, agentclient.ErrNoIdentity):
-		writeError(w, http.StatusServiceUnavailable, codeNoIdentity, err.Error())
-	default:
-		s.log.Warn("Token fetch failed", "error", err.Error())
-		writeError(w, http.StatusServiceUnavailable, codeSPIREUnavailable, err.Error())
+		return http.StatusServiceUnavailable, codeNoIdentity, true
+	case errors.Is(err, agentclient.ErrUnavailable):
+		return http.StatusServiceUnavailable, codeSPIREUnavailable, true
 	}
+	return 0, "", false
 }
 
 func (s *Sidecar) createDelegation(w http.ResponseWriter, r *http.Request) {

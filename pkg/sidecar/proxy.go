@@ -141,15 +141,11 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 // proxyError answers a request the proxy could not complete.
 func (s *Sidecar) proxyError(r Route) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, req *http.Request, err error) {
+		if status, code, ok := tokenFailure(err); ok {
+			writeError(w, status, code, err.Error())
+			return
+		}
 		switch {
-		case errors.Is(err, agentclient.ErrInvalidRequest):
-			writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
-		case errors.Is(err, agentclient.ErrDelegationDenied):
-			writeError(w, http.StatusForbidden, codeDelegationDenied, err.Error())
-		case errors.Is(err, agentclient.ErrNoIdentity):
-			writeError(w, http.StatusServiceUnavailable, codeNoIdentity, err.Error())
-		case errors.Is(err, agentclient.ErrUnavailable):
-			writeError(w, http.StatusServiceUnavailable, codeSPIREUnavailable, err.Error())
 		case errors.Is(err, agentclient.ErrPeerNotAuthorized):
 			s.log.Error("Upstream presented an unexpected SPIFFE ID", "route", r.Name, "expected", r.SPIFFEID.String(), "error", err.Error())
 			writeError(w, http.StatusBadGateway, codeUpstreamIdentity,

@@ -184,6 +184,10 @@ type Store interface {
 	// Snapshot returns every stored delegation in state active (expired ones
 	// included: callers compare with their clock) and the revision it reflects.
 	Snapshot(ctx context.Context) ([]*delegation.Delegation, Revision, error)
+	// Revision returns the revision of the last change, without reading any
+	// delegation: where a watcher that needs no snapshot of active
+	// delegations (a verifier's deny list) starts.
+	Revision(ctx context.Context) (Revision, error)
 	// Changes returns up to limit changes after since, oldest first (limit
 	// <= 0 or above MaxPageSize means MaxPageSize); an empty slice when since
 	// is the current revision. ErrCompacted when since is older than the

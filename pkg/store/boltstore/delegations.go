@@ -696,3 +696,17 @@ func (s *Store) Changes(ctx context.Context, since store.Revision, limit int) ([
 	}
 	return out, nil
 }
+
+// Revision implements store.Store.
+func (s *Store) Revision(ctx context.Context) (store.Revision, error) {
+	if err := s.begin(ctx); err != nil {
+		return 0, err
+	}
+	var rev uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rev, err = readU64(tx.Bucket(bucketMeta).Get(keyRevision))
+		return err
+	})
+	return store.Revision(rev), boltErr("read revision", err)
+}

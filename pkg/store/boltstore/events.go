@@ -17,17 +17,11 @@ import (
 // and hash come from the transaction, so a retried batch seals the same way.
 func appendEvents(tx *bolt.Tx, evs []*audit.Event) error {
 	meta := tx.Bucket(bucketMeta)
-	seq, err := readU64(meta.Get(keyAuditSeq))
+	head, err := readAuditHead(meta)
 	if err != nil {
 		return err
 	}
-	var prev audit.Hash
-	if v := meta.Get(keyAuditHash); seq > 0 {
-		if len(v) != len(prev) {
-			return fmt.Errorf("store: corrupt audit head: hash of %d bytes", len(v))
-		}
-		copy(prev[:], v)
-	}
+	seq, prev := head.Sequence, head.Hash
 	events := tx.Bucket(bucketEvents)
 	events.FillPercent = appendFill
 	byDelegation := tx.Bucket(bucketEventsByDelegation)
@@ -74,20 +68,28 @@ func (s *Store) AuditHead(ctx context.Context) (audit.Anchor, error) {
 	}
 	var head audit.Anchor
 	err := s.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		seq, err := readU64(meta.Get(keyAuditSeq))
-		if err != nil || seq == 0 {
-			return err
-		}
-		v := meta.Get(keyAuditHash)
-		if len(v) != len(head.Hash) {
-			return fmt.Errorf("store: corrupt audit head: hash of %d bytes", len(v))
-		}
-		head.Sequence = seq
-		copy(head.Hash[:], v)
-		return nil
+		var err error
+		head, err = readAuditHead(tx.Bucket(bucketMeta))
+		return err
 	})
 	return head, boltErr("read audit head", err)
+}
+
+// readAuditHead reads the sequence and hash of the last event from the meta
+// bucket; the zero Anchor for an empty log.
+func readAuditHead(meta *bolt.Bucket) (audit.Anchor, error) {
+	var head audit.Anchor
+	seq, err := readU64(meta.Get(keyAuditSeq))
+	if err != nil || seq == 0 {
+		return head, err
+	}
+	v := meta.Get(keyAuditHash)
+	if len(v) != len(head.Hash) {
+		return head, fmt.Errorf("store: corrupt audit head: hash of %d bytes", len(v))
+	}
+	head.Sequence = seq
+	copy(head.Hash[:], v)
+	return head, nil
 }
 
 // AppendEvents implements store.Store. Each event must pass Validate (a

@@ -22,6 +22,9 @@ func testSnapshotAndChanges(t *testing.T, f *fixture) {
 	if err != nil || len(snap) != 0 || rev != 0 {
 		t.Fatalf("empty store: Snapshot = %d, %d, %v", len(snap), rev, err)
 	}
+	if rev, err := f.s.Revision(f.ctx); err != nil || rev != 0 {
+		t.Fatalf("empty store: Revision = %d, %v", rev, err)
+	}
 	if changes, err := f.s.Changes(f.ctx, 0, 0); err != nil || len(changes) != 0 {
 		t.Fatalf("empty store: Changes(0) = %v, %v", changes, err)
 	}
@@ -36,6 +39,9 @@ func testSnapshotAndChanges(t *testing.T, f *fixture) {
 	snap, rev, err = f.s.Snapshot(f.ctx)
 	if err != nil || rev != 4 {
 		t.Fatalf("Snapshot = revision %d, %v; want 4", rev, err)
+	}
+	if rev, err := f.s.Revision(f.ctx); err != nil || rev != 4 {
+		t.Fatalf("Revision = %d, %v; want 4", rev, err)
 	}
 	if g, w := sortedIDs(snap...), sortedIDs(r1, c); !slices.Equal(g, w) {
 		t.Fatalf("Snapshot = %v, want %v", g, w)
@@ -434,6 +440,7 @@ func everyMethod(ctx context.Context, f *fixture, existing *delegation.Delegatio
 	_, _, errs["RevokeDelegation"] = f.s.RevokeDelegation(ctx, revocation(existing.ID, "x"))
 	_, errs["PurgeExpired"] = f.s.PurgeExpired(ctx, T0.Add(time.Hour), 10)
 	_, _, errs["Snapshot"] = f.s.Snapshot(ctx)
+	_, errs["Revision"] = f.s.Revision(ctx)
 	_, errs["Changes"] = f.s.Changes(ctx, 0, 0)
 	errs["AppendEvents"] = f.s.AppendEvents(ctx, audit.Event{Time: T0, Type: audit.TypeDenied, Actor: "local"})
 	_, _, errs["ListEvents"] = f.s.ListEvents(ctx, store.EventFilter{}, store.Page{})
