@@ -25,7 +25,8 @@ const canonicalMagic = "agentid-audit-v1\n"
 // nil and empty Detail encode the same. Canonical does not validate: call
 // Validate first (Seal's callers do; Verify does).
 func Canonical(e *Event) []byte {
-	ts := e.Time.UTC().Format(time.RFC3339Nano)
+	var tsBuf [len(time.RFC3339Nano) + 8]byte // fits years 0..9999; appends past it otherwise
+	ts := e.Time.UTC().AppendFormat(tsBuf[:0], time.RFC3339Nano)
 	typ := e.Type.String()
 	n := len(canonicalMagic) + 8 + 4*7 + len(ts) + len(typ) + len(e.Actor) +
 		len(e.DelegationID) + len(e.Agent) + len(e.User) + len(e.PrevHash)
@@ -35,7 +36,8 @@ func Canonical(e *Event) []byte {
 	b := make([]byte, 0, n)
 	b = append(b, canonicalMagic...)
 	b = binary.BigEndian.AppendUint64(b, e.Sequence)
-	b = appendString(b, ts)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(ts)))
+	b = append(b, ts...)
 	b = appendString(b, typ)
 	b = appendString(b, e.Actor)
 	b = appendString(b, e.DelegationID)

@@ -39,18 +39,7 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	return json.Marshal(eventJSON{
-		Sequence:     e.Sequence,
-		Time:         e.Time.UTC().Format(time.RFC3339Nano),
-		Type:         e.Type.String(),
-		Actor:        e.Actor,
-		DelegationID: e.DelegationID,
-		Agent:        e.Agent,
-		User:         e.User,
-		Detail:       e.Detail,
-		PrevHash:     e.PrevHash.String(),
-		Hash:         e.Hash.String(),
-	})
+	return e.appendJSON(make([]byte, 0, e.jsonLength())), nil
 }
 
 // UnmarshalJSON decodes the form MarshalJSON writes, strictly, because an

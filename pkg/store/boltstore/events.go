@@ -27,6 +27,9 @@ func appendEvents(tx *bolt.Tx, evs []*audit.Event) error {
 	byDelegation := tx.Bucket(bucketEventsByDelegation)
 	byType := tx.Bucket(bucketEventsByType)
 	byType.FillPercent = appendFill
+	// A batch of token issuances names a few delegations many times: find
+	// each one's index prefix once.
+	prefixes := map[string][]byte{}
 	for _, e := range evs {
 		seq++
 		e.Seal(seq, prev)
@@ -47,7 +50,12 @@ func appendEvents(tx *bolt.Tx, evs []*audit.Event) error {
 			return fmt.Errorf("store: failed to index audit event %d: %w", seq, err)
 		}
 		if e.DelegationID != "" {
-			if err := byDelegation.Put(join(eventDelegationPrefix(tx, e.DelegationID), key), []byte{}); err != nil {
+			prefix, ok := prefixes[e.DelegationID]
+			if !ok {
+				prefix = eventDelegationPrefix(tx, e.DelegationID)
+				prefixes[e.DelegationID] = prefix
+			}
+			if err := byDelegation.Put(join(prefix, key), []byte{}); err != nil {
 				return fmt.Errorf("store: failed to index audit event %d: %w", seq, err)
 			}
 		}
