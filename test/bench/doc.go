@@ -24,6 +24,13 @@
 //   - trivial: the harness's test plugin as composer
 //     (test/harness/internal/testplugin): adds harness_marker to every
 //     JWT-SVID and answers Unimplemented for X.509;
+//   - shaped (-shaped=false leaves it out): the same test plugin adding,
+//     instead of harness_marker, fixed claims of exactly agentid's shape
+//     (principal, scope, delegation, built with pkg/claims), with the
+//     stack asking for a marker audience that the plugin removes. SPIRE
+//     then signs, parses and caches tokens like agentid's, so agentid/shaped
+//     is agentid's own machinery (replica lookup, audit, agentid-server)
+//     and shaped/trivial is what SPIRE itself spends on agentid's claims;
 //   - agentid: agentid-composer following a real agentid-server, which
 //     verifies a user token from an in-process OpenID provider
 //     (pkg/oidcauth/oidctest), applies a policy rule and records one
@@ -77,6 +84,9 @@
 // with few cores, throughput follows CPU per token; the CPU ratio is the
 // steadier figure when other jobs load the machine. The load average is
 // printed at the start, after every round and at the end.
+//
+// -pprof serves net/http/pprof from every spire-server (URLs in the log),
+// for profiling a long run (-rounds 30) with curl .../profile?seconds=40.
 //
 // -trivial-claim-bytes N is a diagnostic: it makes the trivial composer's
 // claim N bytes long, so that with N near the size of agentid's claims

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/agentid/agentid/pkg/claims"
 	"github.com/agentid/agentid/pkg/oidcauth/oidctest"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	"github.com/agentid/agentid/test/harness"
@@ -85,7 +86,12 @@ type stack struct {
 // does.
 func startSPIRE(tb testing.TB, name string, composer *harness.ExternalPlugin) *stack {
 	tb.Helper()
-	srv := harness.StartSPIREServer(tb, harness.ServerOptions{CredentialComposer: composer, LogLevel: spireLogLevel})
+	opts := harness.ServerOptions{CredentialComposer: composer, LogLevel: spireLogLevel}
+	if *flagPprof {
+		opts.ProfilingPort = harness.FreePort(tb)
+		tb.Logf("bench: %s: spire-server pprof at http://localhost:%d/debug/pprof/", name, opts.ProfilingPort)
+	}
+	srv := harness.StartSPIREServer(tb, opts)
 	agent := harness.StartSPIREAgent(tb, srv, harness.AgentOptions{LogLevel: spireLogLevel})
 	srv.CreateEntry(tb, harness.Entry{
 		ID:         "bench-workload",
@@ -135,32 +141,57 @@ func startPlain(tb testing.TB) *stack {
 // startTrivial is SPIRE with the harness's test composer: one external
 // plugin that adds one fixed string claim and keeps the defaults for X.509.
 // claimBytes, when positive, makes the claim that long, to tell the cost of
-// a bigger token from the cost of agentid's machinery.
-func startTrivial(tb testing.TB, claimBytes int) *stack {
+// a bigger token from the cost of agentid's machinery. mimic has it ask for
+// a marker audience too and add claims of agentid's shape, fixed (see the
+// test plugin): what is left between it and agentid is agentid's own
+// machinery, not what SPIRE spends on the token.
+func startTrivial(tb testing.TB, name string, claimBytes int, mimic bool) *stack {
 	tb.Helper()
 	trivialMarker := "bench"
 	if claimBytes > 0 {
 		trivialMarker = strings.Repeat("x", claimBytes)
 	}
 	bin := harness.BuildProgram(tb, "./test/harness/internal/testplugin")
-	s := startSPIRE(tb, "trivial", &harness.ExternalPlugin{
-		Name: "trivial", Cmd: bin, Args: []string{"composer"},
-		Data: fmt.Sprintf("marker = %q", trivialMarker),
+	data := fmt.Sprintf("marker = %q", trivialMarker)
+	if mimic {
+		data += "\nmimic_agentid = true"
+	}
+	s := startSPIRE(tb, name, &harness.ExternalPlugin{
+		Name: name, Cmd: bin, Args: []string{"composer"}, Data: data,
 	})
+	// The shaped stack's tokens carry the mimicked delegation instead of
+	// harness_marker; the claim values are fixed by the plugin.
+	const mimicID = "dlg_0000000000000000000000000a" // testplugin.MimicDelegationID
+	if mimic {
+		s.extraAud = []string{claims.MarkerPrefix + mimicID}
+	}
+	composed := func(c map[string]any) error {
+		if !mimic {
+			if c["harness_marker"] != trivialMarker {
+				return fmt.Errorf("harness_marker %v, want %q", c["harness_marker"], trivialMarker)
+			}
+			return nil
+		}
+		if d, _ := c["delegation"].(map[string]any); d["id"] != mimicID {
+			return fmt.Errorf("delegation claim %v, want id %s", c["delegation"], mimicID)
+		}
+		return nil
+	}
 	s.check = func(svid *jwtsvid.SVID, target string) error {
 		if err := checkAudience(svid, target); err != nil {
 			return err
 		}
-		if svid.Claims["harness_marker"] != trivialMarker {
-			return fmt.Errorf("harness_marker %v, want %q", svid.Claims["harness_marker"], trivialMarker)
-		}
-		return nil
+		return composed(svid.Claims)
 	}
-	s.verify = func(tb testing.TB, claims map[string]any) {
+	s.verify = func(tb testing.TB, c map[string]any) {
 		tb.Helper()
-		wantClaimNames(tb, s.name, claims, "aud", "exp", "harness_marker", "iat", "iss", "sub")
-		if claims["harness_marker"] != trivialMarker {
-			tb.Fatalf("bench: %s: harness_marker %v, want %q", s.name, claims["harness_marker"], trivialMarker)
+		if mimic {
+			wantClaimNames(tb, s.name, c, "aud", "delegation", "exp", "iat", "iss", "principal", "scope", "sub")
+		} else {
+			wantClaimNames(tb, s.name, c, "aud", "exp", "harness_marker", "iat", "iss", "sub")
+		}
+		if err := composed(c); err != nil {
+			tb.Fatalf("bench: %s: %v", s.name, err)
 		}
 	}
 	return s

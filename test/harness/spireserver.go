@@ -58,6 +58,10 @@ type ServerOptions struct {
 	CredentialComposer *ExternalPlugin
 	// LogLevel defaults to "DEBUG" (the log is printed only on failure).
 	LogLevel string
+	// ProfilingPort, when set, serves net/http/pprof on localhost:<port>
+	// (profiling_port). A diagnostic: SPIRE then also turns on gRPC
+	// tracing, which costs every call a little.
+	ProfilingPort int
 }
 
 // SPIREServer is a running spire-server: sqlite datastore, join_token node
@@ -144,6 +148,9 @@ func (s *SPIREServer) config(opts ServerOptions) (string, error) {
 	fmt.Fprintf(&b, "  data_dir = %s\n", hclString(s.dataDir))
 	fmt.Fprintf(&b, "  log_level = %s\n", hclString(opts.LogLevel))
 	fmt.Fprintf(&b, "  jwt_issuer = %s\n", hclString(s.jwtIssuer))
+	if opts.ProfilingPort > 0 {
+		fmt.Fprintf(&b, "  profiling_enabled = true\n  profiling_port = %d\n", opts.ProfilingPort)
+	}
 	if opts.DefaultJWTSVIDTTL > 0 {
 		fmt.Fprintf(&b, "  default_jwt_svid_ttl = %s\n", hclDuration(opts.DefaultJWTSVIDTTL))
 	}

@@ -4,6 +4,11 @@
 //
 //	composer  CredentialComposer: adds the claim "harness_marker" to every
 //	          workload JWT-SVID; keeps SPIRE's defaults for everything else.
+//	          With mimic_agentid = true it instead removes every audience
+//	          with agentid's default marker prefix and adds claims of
+//	          agentid's shape (pkg/claims) with fixed values: a benchmark
+//	          diagnostic that tells what SPIRE spends on tokens of that
+//	          shape from what agentid's own machinery costs.
 //	attestor  WorkloadAttestor: gives every workload the selector value
 //	          "marker:<marker>".
 //
@@ -14,7 +19,13 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
+	"time"
+
+	"github.com/agentid/agentid/pkg/claims"
+	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/hashicorp/hcl"
 	"github.com/spiffe/spire-plugin-sdk/pluginmain"
@@ -30,7 +41,8 @@ import (
 const MarkerClaim = "harness_marker"
 
 type config struct {
-	Marker string `hcl:"marker"`
+	Marker       string `hcl:"marker"`
+	MimicAgentID bool   `hcl:"mimic_agentid"`
 }
 
 type plugin struct {
@@ -40,6 +52,9 @@ type plugin struct {
 
 	mu     sync.RWMutex
 	marker string
+	// mimic holds agentid-shaped claims, encoded once, when mimic_agentid
+	// is set.
+	mimic map[string]*structpb.Value
 }
 
 func (p *plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*configv1.ConfigureResponse, error) {
@@ -50,19 +65,61 @@ func (p *plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 	if c.Marker == "" {
 		return nil, status.Error(codes.InvalidArgument, "testplugin: marker is required")
 	}
+	var mimic map[string]*structpb.Value
+	if c.MimicAgentID {
+		var err error
+		if mimic, err = mimicClaims(); err != nil {
+			return nil, status.Errorf(codes.Internal, "testplugin: %v", err)
+		}
+	}
 	p.mu.Lock()
 	p.marker = c.Marker
+	p.mimic = mimic
 	p.mu.Unlock()
 	return &configv1.ConfigureResponse{}, nil
 }
 
 func (p *plugin) getMarker() (string, error) {
+	m, _, err := p.get()
+	return m, err
+}
+
+func (p *plugin) get() (string, map[string]*structpb.Value, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	if p.marker == "" {
-		return "", status.Error(codes.FailedPrecondition, "testplugin: not configured")
+		return "", nil, status.Error(codes.FailedPrecondition, "testplugin: not configured")
 	}
-	return p.marker, nil
+	return p.marker, p.mimic, nil
+}
+
+// MimicDelegationID is the delegation id in the claims mimic_agentid adds.
+const MimicDelegationID = "dlg_0000000000000000000000000a"
+
+// mimicClaims encodes the claims agentid-composer would add for a root
+// delegation from a fixed user to spiffe://example.org/agent/bench.
+func mimicClaims() (map[string]*structpb.Value, error) {
+	user, err := delegation.NewUser("https://127.0.0.1:40000", "alice", "alice@example.com")
+	if err != nil {
+		return nil, err
+	}
+	scopes, err := delegation.ParseScopeString("campaigns:read")
+	if err != nil {
+		return nil, err
+	}
+	id := delegation.MustParseID(MimicDelegationID)
+	c := claims.Claims{
+		User: user, Scopes: scopes, ID: id, Root: id,
+		Chain:     []spiffeid.ID{spiffeid.RequireFromString("spiffe://example.org/agent/bench")},
+		ExpiresAt: time.Now().Add(24 * time.Hour).Truncate(time.Second),
+	}
+	out := map[string]*structpb.Value{}
+	for k, v := range c.Map() {
+		if out[k], err = structpb.NewValue(v); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (p *plugin) Attest(context.Context, *workloadattestorv1.AttestRequest) (*workloadattestorv1.AttestResponse, error) {
@@ -74,7 +131,7 @@ func (p *plugin) Attest(context.Context, *workloadattestorv1.AttestRequest) (*wo
 }
 
 func (p *plugin) ComposeWorkloadJWTSVID(_ context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (*credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, error) {
-	m, err := p.getMarker()
+	m, mimic, err := p.get()
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +139,23 @@ func (p *plugin) ComposeWorkloadJWTSVID(_ context.Context, req *credentialcompos
 	if attrs.GetClaims() == nil {
 		return nil, status.Error(codes.InvalidArgument, "testplugin: request without claims")
 	}
-	attrs.Claims.Fields[MarkerClaim] = structpb.NewStringValue(m)
+	fields := attrs.Claims.Fields
+	if mimic == nil {
+		fields[MarkerClaim] = structpb.NewStringValue(m)
+	} else {
+		if aud := fields["aud"].GetListValue(); aud != nil {
+			kept := aud.Values[:0]
+			for _, v := range aud.Values {
+				if !strings.HasPrefix(v.GetStringValue(), claims.MarkerPrefix) {
+					kept = append(kept, v)
+				}
+			}
+			aud.Values = kept
+		}
+		for k, v := range mimic {
+			fields[k] = v
+		}
+	}
 	return &credentialcomposerv1.ComposeWorkloadJWTSVIDResponse{Attributes: attrs}, nil
 }
 
