@@ -74,11 +74,49 @@ func StateToProto(s delegation.State) delegationv1.State {
 // DelegationFromProto decodes and validates a delegation from the API. An
 // EXPIRED state is stored as active (expiry is derived from the clock).
 func DelegationFromProto(p *delegationv1.Delegation) (*delegation.Delegation, error) {
+	return DelegationFromProtoWith(p, DecodeOptions{})
+}
+
+// DecodeOptions tune DelegationFromProtoWith for a caller that keeps many
+// decoded delegations in memory, such as the composer's replica.
+type DecodeOptions struct {
+	// Lean leaves out intent, created_by and revoke_reason: audit facts that
+	// no token needs (the intent alone may be 2 KiB).
+	Lean bool
+	// Intern, when set, returns the copy of a string to keep. Strings that
+	// repeat across delegations (SPIFFE IDs, issuers, subjects, e-mail
+	// addresses, scopes) go through it, so that a caller passing
+	// unique.Make(s).Value() keeps one copy of each.
+	Intern func(string) string
+}
+
+// maxSPIFFEIDLength is the bound agentid-server puts on SPIFFE IDs (the
+// longest the SPIFFE specification allows); a longer one is refused before
+// it is parsed or kept.
+const maxSPIFFEIDLength = 2048
+
+// DelegationFromProtoWith is DelegationFromProto with options. Errors name
+// the field and wrap the delegation package's sentinels where one applies.
+func DelegationFromProtoWith(p *delegationv1.Delegation, opt DecodeOptions) (*delegation.Delegation, error) {
 	if p == nil {
 		return nil, fmt.Errorf("apiconv: delegation is missing")
 	}
+	intern := opt.Intern
+	if intern == nil {
+		intern = func(s string) string { return s }
+	}
 	fail := func(field string, err error) (*delegation.Delegation, error) {
 		return nil, fmt.Errorf("apiconv: delegation %s: %w", field, err)
+	}
+	spiffeID := func(s string) (spiffeid.ID, error) {
+		if len(s) > maxSPIFFEIDLength {
+			return spiffeid.ID{}, fmt.Errorf("%w: %d bytes, at most %d", delegation.ErrInvalidDelegation, len(s), maxSPIFFEIDLength)
+		}
+		id, err := spiffeid.FromString(intern(s))
+		if err != nil {
+			return spiffeid.ID{}, fmt.Errorf("%w: %w", delegation.ErrInvalidDelegation, err)
+		}
+		return id, nil
 	}
 	var d delegation.Delegation
 	var err error
@@ -93,60 +131,88 @@ func DelegationFromProto(p *delegationv1.Delegation) (*delegation.Delegation, er
 			return fail("parent_id", err)
 		}
 	}
-	if d.Agent, err = spiffeid.FromString(p.GetAgentId()); err != nil {
+	if d.Agent, err = spiffeID(p.GetAgentId()); err != nil {
 		return fail("agent_id", err)
 	}
 	pr := p.GetPrincipal()
-	if d.User, err = delegation.NewUser(pr.GetIssuer(), pr.GetSubject(), pr.GetEmail()); err != nil {
+	if d.User, err = delegation.NewUser(intern(pr.GetIssuer()), intern(pr.GetSubject()), intern(pr.GetEmail())); err != nil {
 		return fail("principal", err)
 	}
-	if d.Scopes, err = delegation.ParseScopes(p.GetScopes()); err != nil {
+	if n := len(p.GetScopes()); n > delegation.MaxScopes {
+		return fail("scopes", fmt.Errorf("%w: %d scopes, at most %d", delegation.ErrInvalidScope, n, delegation.MaxScopes))
+	}
+	scopes := p.GetScopes()
+	if opt.Intern != nil {
+		scopes = make([]string, len(scopes))
+		for i, s := range p.GetScopes() {
+			scopes[i] = intern(s)
+		}
+	}
+	if d.Scopes, err = delegation.ParseScopes(scopes); err != nil {
 		return fail("scopes", err)
 	}
-	if len(p.GetChain()) > delegation.MaxDepthLimit {
-		return fail("chain", fmt.Errorf("%d entries, at most %d", len(p.GetChain()), delegation.MaxDepthLimit))
+	if n := len(p.GetChain()); n > delegation.MaxDepthLimit {
+		return fail("chain", fmt.Errorf("%w: %d entries, at most %d", delegation.ErrInvalidDelegation, n, delegation.MaxDepthLimit))
 	}
+	if n := len(p.GetChain()); uint32(n) != p.GetDepth() {
+		return fail("depth", fmt.Errorf("%w: %d does not match a chain of %d", delegation.ErrInvalidDelegation, p.GetDepth(), n))
+	}
+	d.Chain = make([]spiffeid.ID, len(p.GetChain()))
 	for i, s := range p.GetChain() {
-		a, err := spiffeid.FromString(s)
-		if err != nil {
+		if d.Chain[i], err = spiffeID(s); err != nil {
 			return fail(fmt.Sprintf("chain[%d]", i), err)
 		}
-		d.Chain = append(d.Chain, a)
+	}
+	if p.GetMaxDepth() > delegation.MaxDepthLimit {
+		return fail("max_depth", fmt.Errorf("%w: %d outside 1..%d", delegation.ErrInvalidDelegation, p.GetMaxDepth(), delegation.MaxDepthLimit))
 	}
 	d.MaxDepth = int(p.GetMaxDepth())
-	if d.Intent, err = delegation.ParseIntent(p.GetIntent()); err != nil {
-		return fail("intent", err)
-	}
-	if p.GetCreatedBy() != "" {
-		if d.CreatedBy, err = spiffeid.FromString(p.GetCreatedBy()); err != nil {
-			return fail("created_by", err)
+	if !opt.Lean {
+		if d.Intent, err = delegation.ParseIntent(p.GetIntent()); err != nil {
+			return fail("intent", err)
+		}
+		if p.GetCreatedBy() != "" {
+			if d.CreatedBy, err = spiffeID(p.GetCreatedBy()); err != nil {
+				return fail("created_by", err)
+			}
 		}
 	}
-	if !p.GetCreatedAt().IsValid() || !p.GetExpiresAt().IsValid() {
-		return fail("created_at, expires_at", fmt.Errorf("are required"))
+	if d.CreatedAt, err = timestamp(p.GetCreatedAt()); err != nil {
+		return fail("created_at", err)
 	}
-	d.CreatedAt = p.GetCreatedAt().AsTime()
-	d.ExpiresAt = p.GetExpiresAt().AsTime()
+	if d.ExpiresAt, err = timestamp(p.GetExpiresAt()); err != nil {
+		return fail("expires_at", err)
+	}
 	switch p.GetState() {
 	case delegationv1.State_STATE_ACTIVE, delegationv1.State_STATE_EXPIRED:
 		d.State = delegation.StateActive
 	case delegationv1.State_STATE_REVOKED:
 		d.State = delegation.StateRevoked
-		if !p.GetRevokedAt().IsValid() {
-			return fail("revoked_at", fmt.Errorf("is required for a revoked delegation"))
+		if d.RevokedAt, err = timestamp(p.GetRevokedAt()); err != nil {
+			return fail("revoked_at", err)
 		}
-		d.RevokedAt = p.GetRevokedAt().AsTime()
-		d.RevokeReason = p.GetRevokeReason()
+		if !opt.Lean {
+			d.RevokeReason = p.GetRevokeReason()
+		}
 	default:
-		return fail("state", fmt.Errorf("unspecified"))
+		return fail("state", fmt.Errorf("%w: %s", delegation.ErrInvalidDelegation, p.GetState()))
 	}
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("apiconv: %w", err)
 	}
-	if int(p.GetDepth()) != len(d.Chain) {
-		return fail("depth", fmt.Errorf("%d does not match a chain of %d", p.GetDepth(), len(d.Chain)))
-	}
 	return &d, nil
+}
+
+// timestamp converts a required protobuf timestamp.
+func timestamp(ts *timestamppb.Timestamp) (time.Time, error) {
+	switch {
+	case ts == nil:
+		return time.Time{}, fmt.Errorf("%w: is required", delegation.ErrInvalidDelegation)
+	case ts.CheckValid() != nil:
+		// Not wrapped: protobuf's text of the error is deliberately unstable.
+		return time.Time{}, fmt.Errorf("%w: is out of range", delegation.ErrInvalidDelegation)
+	}
+	return ts.AsTime(), nil
 }
 
 // EventToProto renders an audit event.

@@ -51,7 +51,7 @@ func TestDelegationRoundTrip(t *testing.T) {
 	if back, err := apiconv.DelegationFromProto(p); err != nil || back.State != delegation.StateActive {
 		t.Fatalf("expired decode: %v %v", back, err)
 	}
-	p.Chain = append(p.Chain, "not a spiffe id")
+	p.Chain, p.Depth = append(p.Chain, "not a spiffe id"), p.Depth+1
 	if _, err := apiconv.DelegationFromProto(p); err == nil || !strings.HasPrefix(err.Error(), "apiconv: delegation chain[1]: ") {
 		t.Fatalf("bad chain: %v", err)
 	}

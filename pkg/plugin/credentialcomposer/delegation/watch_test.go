@@ -238,7 +238,7 @@ func TestWatchMalformedDelegations(t *testing.T) {
 	checkStatus(t, h.compose(t, orchestrator, rootID), codes.PermissionDenied, "composer: unknown delegation: "+rootID)
 	checkStatus(t, h.compose(t, analyst, childID), codes.PermissionDenied, "composer: unknown delegation: "+childID)
 	containsLog(t, h.logs, "Dropping malformed delegation", "delegation_id="+closeID, "chain must end with the agent")
-	containsLog(t, h.logs, "Dropping malformed delegation", "delegation_id="+rootID, "revoked_at is missing")
+	containsLog(t, h.logs, "Dropping malformed delegation", "delegation_id="+rootID, "revoked_at: delegation: invalid delegation: is required")
 	containsLog(t, h.logs, "Dropping delegation: revoked change carries an unrevoked delegation", "delegation_id="+childID)
 	if got := h.srv.watchLog(); len(got) != 1 {
 		t.Fatalf("malformed delegations caused a resync: watches %v", got)
