@@ -38,6 +38,12 @@ const (
 	maxConfigBytes = 1 << 20
 	// maxMaxBodyBytes bounds max_body_bytes.
 	maxMaxBodyBytes = 16 << 20
+	// DefaultProxyMaxBodyBytes bounds the bodies of proxied requests: an
+	// agent uploads documents, but a runaway or hostile tool must not
+	// stream without end on the agent's identity.
+	DefaultProxyMaxBodyBytes = 16 << 20
+	// maxProxyMaxBodyBytes bounds proxy_max_body_bytes.
+	maxProxyMaxBodyBytes = 1 << 30
 )
 
 // file is the YAML shape of the configuration. Every key is documented in
@@ -52,6 +58,8 @@ type file struct {
 	Routes         []routeFile   `yaml:"routes"`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+
+	ProxyMaxBodyBytes int64 `yaml:"proxy_max_body_bytes"`
 }
 
 type serverFile struct {
@@ -88,6 +96,8 @@ type Config struct {
 	Routes []Route
 	// MaxBodyBytes bounds API request bodies.
 	MaxBodyBytes int64
+	// ProxyMaxBodyBytes bounds the bodies of proxied requests.
+	ProxyMaxBodyBytes int64
 	// RequestTimeout bounds each upstream call of one API request.
 	RequestTimeout time.Duration
 
@@ -189,7 +199,8 @@ func (f file) build() (Config, error) {
 	}
 	c := Config{
 		WorkloadAPI: f.WorkloadAPI, MaxBodyBytes: f.MaxBodyBytes, RequestTimeout: f.RequestTimeout,
-		SocketMode: DefaultSocketMode,
+		ProxyMaxBodyBytes: f.ProxyMaxBodyBytes,
+		SocketMode:        DefaultSocketMode,
 	}
 	listen := f.Listen
 	if listen == "" {
@@ -311,6 +322,12 @@ func (c *Config) applyDefaults() []string {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	case c.MaxBodyBytes < 1024 || c.MaxBodyBytes > maxMaxBodyBytes:
 		errs = append(errs, fmt.Sprintf("max_body_bytes: %d outside 1024..%d", c.MaxBodyBytes, maxMaxBodyBytes))
+	}
+	switch {
+	case c.ProxyMaxBodyBytes == 0:
+		c.ProxyMaxBodyBytes = DefaultProxyMaxBodyBytes
+	case c.ProxyMaxBodyBytes < 1024 || c.ProxyMaxBodyBytes > maxProxyMaxBodyBytes:
+		errs = append(errs, fmt.Sprintf("proxy_max_body_bytes: %d outside 1024..%d", c.ProxyMaxBodyBytes, maxProxyMaxBodyBytes))
 	}
 	switch {
 	case c.RequestTimeout == 0:

@@ -31,6 +31,7 @@ routes:
     spiffe_id: spiffe://example.org/svc/docs
     audience: https://docs.example.org
 max_body_bytes: 131072
+proxy_max_body_bytes: 1048576
 request_timeout: 3s
 `
 
@@ -42,7 +43,7 @@ func TestParseConfig(t *testing.T) {
 	if c.Listen.String() != "unix:///run/agentid/sidecar.sock" || c.SocketMode != 0o600 || c.ProxyListen.String() != "127.0.0.1:15001" ||
 		c.WorkloadAPI != "unix:///run/spire/agent.sock" || c.SPIFFEID.String() != "spiffe://example.org/agent/orchestrator" ||
 		c.Server.Address != "agentid-server:8443" || c.Server.SPIFFEID.String() != "spiffe://example.org/agentid-server" ||
-		c.MaxBodyBytes != 131072 || c.RequestTimeout != 3*time.Second || len(c.Routes) != 2 {
+		c.MaxBodyBytes != 131072 || c.ProxyMaxBodyBytes != 1<<20 || c.RequestTimeout != 3*time.Second || len(c.Routes) != 2 {
 		t.Fatalf("config %+v", c)
 	}
 	if r := c.Routes[0]; r.Name != "crm" || len(r.Hosts) != 2 || r.Audience != "spiffe://example.org/svc/crm" {
@@ -59,7 +60,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Listen.String() != sidecar.DefaultListen || c.SocketMode != sidecar.DefaultSocketMode || !c.ProxyListen.IsZero() ||
-		c.MaxBodyBytes != sidecar.DefaultMaxBodyBytes || c.RequestTimeout != sidecar.DefaultRequestTimeout || c.Server.Address != "" {
+		c.MaxBodyBytes != sidecar.DefaultMaxBodyBytes || c.ProxyMaxBodyBytes != sidecar.DefaultProxyMaxBodyBytes || c.RequestTimeout != sidecar.DefaultRequestTimeout || c.Server.Address != "" {
 		t.Fatalf("defaults %+v", c)
 	}
 }
@@ -98,6 +99,9 @@ func TestParseConfigRejects(t *testing.T) {
 			`sidecar: invalid config: routes[0].name: "CRM" is not a lower-case host name; routes[0].upstream: "crm" is not host:port; ` +
 				`routes[0].spiffe_id: cannot be empty; routes[1].name: "a" is already routed by routes[0].hosts[0]`, false},
 		{"body limit", "max_body_bytes: 10\n", "sidecar: invalid config: max_body_bytes: 10 outside 1024..16777216", false},
+		{"proxy body limit", "proxy_max_body_bytes: 1023\n", "sidecar: invalid config: proxy_max_body_bytes: 1023 outside 1024..1073741824", false},
+		{"proxy body limit too high", "proxy_max_body_bytes: 1073741825\n",
+			"sidecar: invalid config: proxy_max_body_bytes: 1073741825 outside 1024..1073741824", false},
 		{"timeout", "request_timeout: -1s\n", "sidecar: invalid config: request_timeout: -1s outside 0..5m", false},
 	}
 	for _, tt := range tests {

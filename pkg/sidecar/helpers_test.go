@@ -45,6 +45,9 @@ type fixture struct {
 type upstream struct {
 	addr string
 	hits atomic.Int64
+	// gate holds /events between its first and second event: a test sends
+	// once to release it.
+	gate chan struct{}
 }
 
 // seen is what the upstream answers.
@@ -60,6 +63,10 @@ type seen struct {
 	XFCC    string              `json:"xfcc"`
 	// ProxyAuth is any Proxy-Authorization (or Proxy_Authorization).
 	ProxyAuth string `json:"proxy_auth"`
+	// Header is every request header; BodyLen the body's length, read to
+	// its end before answering.
+	Header  http.Header `json:"header"`
+	BodyLen int64       `json:"body_len"`
 }
 
 func startUpstream(tb testing.TB, env *servertest.Env, auth *agentclienttest.Authority, id spiffeid.ID) *upstream {
@@ -75,15 +82,19 @@ func startUpstream(tb testing.TB, env *servertest.Env, auth *agentclienttest.Aut
 	if err != nil {
 		tb.Fatal(err)
 	}
-	u := &upstream{}
+	u := &upstream{gate: make(chan struct{})}
 	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.hits.Add(1)
+		if special(w, r, u) {
+			return
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
 		if d, err := time.ParseDuration(r.URL.Query().Get("work")); err == nil {
 			time.Sleep(d) // stands for the upstream's own work (benchmarks)
 		}
 		p, _ := httpmw.PrincipalFrom(r)
 		out := seen{Agent: p.Agent.String(), User: p.User.Subject(), Scopes: p.Scopes.String(), Host: r.Host, Path: r.URL.RequestURI(),
-			Agentid: map[string][]string{}, Other: r.Header.Get("X-Other")}
+			Agentid: map[string][]string{}, Other: r.Header.Get("X-Other"), Header: r.Header, BodyLen: n}
 		for _, c := range p.Delegation.Chain {
 			out.Chain = append(out.Chain, c.String())
 		}
@@ -112,7 +123,63 @@ func startUpstream(tb testing.TB, env *servertest.Env, auth *agentclienttest.Aut
 	return u
 }
 
+// special answers the upstream's paths that test how the proxy passes
+// answers on, and reports whether r was one of them.
+func special(w http.ResponseWriter, r *http.Request, u *upstream) bool {
+	switch r.URL.Path {
+	case "/events": // two events, the second once the test opens the gate
+		w.Header().Set("Content-Type", r.URL.Query().Get("type"))
+		io.WriteString(w, "data: 1\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-u.gate:
+		case <-r.Context().Done():
+			return true
+		}
+		io.WriteString(w, "data: 2\n\n")
+	case "/hop": // hop-by-hop answer headers, which must not reach the agent
+		w.Header().Set("Connection", "X-Up-Hop")
+		w.Header().Set("X-Up-Hop", "1")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-Kept", "1")
+		io.WriteString(w, "ok")
+	case "/trailer":
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "body")
+		w.Header().Set("X-Sum", "42")
+	case "/truncate": // half a chunked answer, then the connection drops
+		io.WriteString(w, "partial")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	case "/upgrade": // switches to a line echo protocol
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return true
+		}
+		c, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return true
+		}
+		defer c.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		rw.Flush()
+		line, _ := rw.ReadString('\n')
+		rw.WriteString("echo " + line)
+		rw.Flush()
+	default:
+		return false
+	}
+	return true
+}
+
 func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	return newFixtureProxyOn(tb, "127.0.0.1:0")
+}
+
+// newFixtureProxyOn is newFixture with the egress proxy on proxyListen (as
+// the config file spells it), e.g. a unix socket.
+func newFixtureProxyOn(tb testing.TB, proxyListen string) *fixture {
 	tb.Helper()
 	env := servertest.Start(tb)
 	f := &fixture{env: env, client: &http.Client{Timeout: 10 * time.Second}}
@@ -122,7 +189,8 @@ func newFixture(tb testing.TB) *fixture {
 	f.impostor = startUpstream(tb, env, f.auth, servertest.Stranger)
 	config, err := sidecar.ParseConfig([]byte(fmt.Sprintf(`
 listen: 127.0.0.1:0
-proxy_listen: 127.0.0.1:0
+proxy_listen: %s
+proxy_max_body_bytes: 4096
 workload_api: %s
 server:
   address: %s
@@ -138,7 +206,7 @@ routes:
   - name: down
     upstream: 127.0.0.1:1
     spiffe_id: %s
-`, f.wl.Addr, env.MTLSAddr, servertest.ServerID, f.crm.addr, servertest.Verifier, f.impostor.addr, servertest.Verifier, servertest.Verifier)))
+`, proxyListen, f.wl.Addr, env.MTLSAddr, servertest.ServerID, f.crm.addr, servertest.Verifier, f.impostor.addr, servertest.Verifier, servertest.Verifier)))
 	if err != nil {
 		tb.Fatal(err)
 	}

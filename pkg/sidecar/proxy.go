@@ -55,6 +55,24 @@ type routeHandler struct {
 	rp    *httputil.ReverseProxy
 }
 
+// limitBody refuses a request whose declared body is larger than max
+// before anything is dialled, and cuts a chunked one off where it passes
+// max (the transport then fails the request with *http.MaxBytesError,
+// answered as 413 by proxyError). It reports whether the request may go on.
+func limitBody(w http.ResponseWriter, req *http.Request, max int64) bool {
+	if req.ContentLength > max {
+		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", max))
+		return false
+	}
+	if req.ContentLength != 0 {
+		// No ResponseWriter: the transport reads the body from its own
+		// goroutine, possibly while this one writes the answer, and
+		// MaxBytesReader would touch the answer's header.
+		req.Body = http.MaxBytesReader(nil, req.Body, max)
+	}
+	return true
+}
+
 // bufferPool recycles the proxy's copy buffers.
 type bufferPool struct{ p sync.Pool }
 
@@ -134,6 +152,9 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 			}
 			ctx = agentclient.WithDelegation(ctx, id)
 		}
+		if !limitBody(w, req, s.config.ProxyMaxBodyBytes) {
+			return
+		}
 		h.rp.ServeHTTP(w, req.WithContext(ctx))
 	}), nil
 }
@@ -145,7 +166,10 @@ func (s *Sidecar) proxyError(r Route) func(http.ResponseWriter, *http.Request, e
 			writeError(w, status, code, err.Error())
 			return
 		}
+		var tooLarge *http.MaxBytesError
 		switch {
+		case errors.As(err, &tooLarge):
+			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", tooLarge.Limit))
 		case errors.Is(err, agentclient.ErrPeerNotAuthorized):
 			s.log.Error("Upstream presented an unexpected SPIFFE ID", "route", r.Name, "expected", r.SPIFFEID.String(), "error", err.Error())
 			writeError(w, http.StatusBadGateway, codeUpstreamIdentity,

@@ -1,7 +1,11 @@
 package sidecar_test
 
 import (
+	"bufio"
+	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -120,5 +124,204 @@ func TestProxyRefusesConnect(t *testing.T) {
 	r := f.do(t, "CONNECT", f.proxy, nil, "Host: crm:443")
 	if e := r.errorBody(t); r.status != http.StatusMethodNotAllowed || e.Error != "connect_unsupported" {
 		t.Fatalf("got %d %s", r.status, r.body)
+	}
+}
+
+// proxyBodyLimit is proxy_max_body_bytes in the fixture.
+const proxyBodyLimit = 4096
+
+func TestProxyBodyLimit(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	tests := []struct {
+		name    string
+		size    int
+		chunked bool // no Content-Length: the limit hits while streaming
+		upgrade bool // asks for a protocol switch, which takes another path
+		status  int
+	}{
+		{"at the limit", proxyBodyLimit, false, false, 200},
+		{"at the limit, chunked", proxyBodyLimit, true, false, 200},
+		{"over the limit", proxyBodyLimit + 1, false, false, 413},
+		{"upgrade over the limit", proxyBodyLimit + 1, false, true, 413},
+		// Last: its upstream handler may still start after the 413, and
+		// would count as a hit for a later case.
+		{"over the limit, chunked", proxyBodyLimit + 1, true, false, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader(strings.Repeat("a", tt.size))
+			if tt.chunked {
+				body = io.MultiReader(body) // hides the length from the client
+			}
+			req, _ := http.NewRequest("POST", f.proxy+"/upload", body)
+			req.Host = "crm"
+			req.Header.Set("X-Agentid-Delegation", id)
+			if tt.upgrade {
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Upgrade", "echo")
+			}
+			before := f.crm.hits.Load()
+			resp, err := f.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			raw, _ := io.ReadAll(resp.Body)
+			r := response{status: resp.StatusCode, body: raw}
+			if r.status != tt.status {
+				t.Fatalf("got %d %s, want %d", r.status, r.body, tt.status)
+			}
+			if tt.status == 200 {
+				var got seen
+				r.decode(t, &got)
+				if got.BodyLen != int64(tt.size) {
+					t.Fatalf("upstream read %d bytes, want %d", got.BodyLen, tt.size)
+				}
+				return
+			}
+			if e := r.errorBody(t); e.Error != "request_too_large" || e.Message != "sidecar: body larger than 4096 bytes" {
+				t.Fatalf("got %+v", e)
+			}
+			// A declared length over the limit is refused before dialling.
+			if !tt.chunked && f.crm.hits.Load() != before {
+				t.Fatal("an over-long body reached the upstream")
+			}
+		})
+	}
+}
+
+func TestProxyDropsHopByHopAndForwardingHeaders(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	r := f.do(t, "GET", f.proxy+"/x?a=1;b=2&c=3", nil, "Host: crm", "X-Agentid-Delegation: "+id,
+		"Connection: X-Hop, keep-alive", "X-Hop: secret", "Keep-Alive: timeout=5", "Proxy-Connection: keep-alive",
+		"Upgrade: h2c", "Te: trailers, deflate",
+		"Forwarded: for=192.0.2.1", "X-Forwarded-For: 192.0.2.1", "X-Forwarded-Host: evil.example", "X-Forwarded-Proto: https",
+		"X-Other: kept")
+	if r.status != 200 {
+		t.Fatalf("got %d %s", r.status, r.body)
+	}
+	var got seen
+	r.decode(t, &got)
+	for _, k := range []string{"Connection", "X-Hop", "Keep-Alive", "Proxy-Connection", "Upgrade",
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		if v, ok := got.Header[k]; ok {
+			t.Errorf("upstream saw %s: %q", k, v)
+		}
+	}
+	// Te survives as "trailers" only; a query with ';' is re-encoded
+	// without the pair that does not parse, as httputil.ReverseProxy did.
+	if te := got.Header["Te"]; len(te) != 1 || te[0] != "trailers" || got.Other != "kept" || got.Path != "/x?c=3" {
+		t.Fatalf("upstream saw Te %q, X-Other %q, path %q", te, got.Other, got.Path)
+	}
+}
+
+func TestProxyDropsUpstreamHopByHopHeaders(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	req, _ := http.NewRequest("GET", f.proxy+"/hop", nil)
+	req.Host = "crm"
+	req.Header.Set("X-Agentid-Delegation", id)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Kept") != "1" || resp.Header.Get("X-Up-Hop") != "" ||
+		resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("Connection") != "" {
+		t.Fatalf("got %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+func TestProxyStreamsEachEvent(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	// text/event-stream, and any answer without a length, reach the agent
+	// event by event: the upstream sends the second event only after the
+	// agent has read the first.
+	for _, ct := range []string{"text/event-stream", "Text/Event-Stream; charset=utf-8", "application/x-ndjson"} {
+		t.Run(ct, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", f.proxy+"/events?type="+url.QueryEscape(ct), nil)
+			req.Host = "crm"
+			req.Header.Set("X-Agentid-Delegation", id)
+			resp, err := f.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			first := make([]byte, len("data: 1\n\n"))
+			if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: 1\n\n" {
+				t.Fatalf("first event %q: %v", first, err)
+			}
+			f.crm.gate <- struct{}{}
+			rest, err := io.ReadAll(resp.Body)
+			if err != nil || string(rest) != "data: 2\n\n" || resp.Header.Get("Content-Type") != ct {
+				t.Fatalf("rest %q (%v), Content-Type %q", rest, err, resp.Header.Get("Content-Type"))
+			}
+		})
+	}
+}
+
+func TestProxyPassesTrailers(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	req, _ := http.NewRequest("GET", f.proxy+"/trailer", nil)
+	req.Host = "crm"
+	req.Header.Set("X-Agentid-Delegation", id)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "body" || resp.Trailer.Get("X-Sum") != "42" {
+		t.Fatalf("body %q (%v), trailer %v", body, err, resp.Trailer)
+	}
+}
+
+func TestProxyAbortsTruncatedAnswer(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	// The upstream drops the connection mid-answer: the agent must see a
+	// truncated body, never a complete one.
+	req, _ := http.NewRequest("GET", f.proxy+"/truncate", nil)
+	req.Host = "crm"
+	req.Header.Set("X-Agentid-Delegation", id)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || string(body) != "partial" {
+		t.Fatalf("body %q, error %v; want io.ErrUnexpectedEOF", body, err)
+	}
+}
+
+func TestProxyUpgrade(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	// A protocol switch (WebSocket) goes through with the delegated token:
+	// the upstream's verify middleware admits nothing else.
+	c, err := net.DialTimeout("tcp", strings.TrimPrefix(f.proxy, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /upgrade HTTP/1.1\r\nHost: crm\r\nX-Agentid-Delegation: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", id)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "echo" {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("got %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	io.WriteString(c, "ping\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "echo ping\n" {
+		t.Fatalf("got %q: %v", line, err)
 	}
 }
