@@ -28,6 +28,11 @@
 //     revocations, answers Envoy-shaped CheckRequests: a delegated token
 //     from its own agent passes with the x-agentid-* headers, from another
 //     agent it is refused, and once revoked it is refused within a second.
+//     Its mTLS listener, the chart's production setting, gives the same
+//     answers to the Envoy it admits (an X509-SVID spire-server mints for
+//     the test) and presents agentid-extauthz's own SVID; another SVID of
+//     the trust domain, or no certificate, is refused in the TLS handshake
+//     before any Check runs.
 //
 // A step that fails skips the ones after it, which need its state. Every
 // wait is bounded and its failure names what did not happen; the logs of

@@ -11,7 +11,9 @@
 //     users and the service as a revocation verifier;
 //   - the example service (examples/service), following revocations;
 //   - on demand (StartExtAuthz), agentid-extauthz in front of the service,
-//     attested by its own manifest and following revocations too.
+//     attested by its own manifest and following revocations too, its
+//     ext_authz listener plaintext or mTLS (ExtAuthzOptions.TLSClientIDs;
+//     the clients' X509-SVIDs come from SPIRE.MintX509SVID).
 //
 // A test or the demo starts it in one call and reads the parts from the
 // returned Stack:
