@@ -31,6 +31,8 @@ func TestRunRefuses(t *testing.T) {
 			`sidecar: invalid config: listen: listen address is not a unix socket or a loopback address: "10.1.2.3:15080"`},
 		{"unknown key", []string{"-config", write("c.yaml", "listen: 127.0.0.1:0\nbind_all: true\n")}, 2,
 			`sidecar: invalid config: line 2: unknown key "bind_all"`},
+		{"metrics on a host name", []string{"-config", write("e.yaml", "listen: 127.0.0.1:0\nmetrics_listen: prometheus:9091\n")}, 2,
+			`sidecar: invalid config: metrics_listen: "prometheus:9091": host must be an IP address, "localhost" or empty (all interfaces); names are not resolved`},
 		{"missing file", []string{"-config", filepath.Join(dir, "none.yaml")}, 2, "sidecar: failed to read config: open "},
 		{"bad flag", []string{"-listen", "x"}, 2, "flag provided but not defined: -listen"},
 		{"no Workload API", []string{"-config", write("d.yaml", "listen: 127.0.0.1:0\nworkload_api: unix:///nonexistent/agent.sock\n")}, 1,

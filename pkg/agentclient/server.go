@@ -3,6 +3,7 @@ package agentclient
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/agentid/agentid/pkg/apiconv"
@@ -14,6 +15,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -114,7 +117,7 @@ func (s *ServerClient) CreateDelegation(ctx context.Context, req CreateRequest) 
 		Ttl: durationpb.New(req.TTL), Intent: req.Intent,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("agentclient: create delegation: %w", err)
+		return nil, callError("create delegation", err)
 	}
 	return decodeDelegation(resp.GetDelegation())
 }
@@ -133,7 +136,7 @@ func (s *ServerClient) CreateSubDelegation(ctx context.Context, req SubDelegatio
 		Ttl: durationpb.New(req.TTL), Intent: req.Intent,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("agentclient: create sub-delegation: %w", err)
+		return nil, callError("create sub-delegation", err)
 	}
 	return decodeDelegation(resp.GetDelegation())
 }
@@ -146,7 +149,7 @@ func (s *ServerClient) RevokeDelegation(ctx context.Context, id delegation.ID, r
 	}
 	resp, err := s.client.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: id.String(), Reason: reason})
 	if err != nil {
-		return Revocation{}, fmt.Errorf("agentclient: revoke delegation: %w", err)
+		return Revocation{}, callError("revoke delegation", err)
 	}
 	var out Revocation
 	for _, raw := range resp.GetRevokedIds() {
@@ -180,4 +183,19 @@ func decodeDelegation(p *delegationv1.Delegation) (*delegation.Delegation, error
 		return nil, fmt.Errorf("agentclient: server answered a malformed delegation: %w", err)
 	}
 	return d, nil
+}
+
+// callError wraps the error of a call to agentid-server. grpc-go reports a
+// TLS handshake that the server's SPIFFE ID failed as Unavailable, with the
+// authorizer's error only as text: without this a caller would take an
+// impostor (or a wrong ServerID) for a server that is down. The text is
+// ErrPeerNotAuthorized's own (markAuthorizer put it there), so such an
+// error also matches ErrPeerNotAuthorized; status.Code still reads the
+// gRPC status either way.
+func callError(op string, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable &&
+		strings.Contains(st.Message(), ErrPeerNotAuthorized.Error()) {
+		return fmt.Errorf("agentclient: %s: %w: %w", op, ErrPeerNotAuthorized, err)
+	}
+	return fmt.Errorf("agentclient: %s: %w", op, err)
 }

@@ -2,6 +2,7 @@ package agentclient_test
 
 import (
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -118,6 +119,11 @@ func TestServerWrongSPIFFEID(t *testing.T) {
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("err = %v, want Unavailable from a failed handshake", err)
 	}
+	// grpc-go gives the handshake's failure as text only; callError makes it
+	// a refused peer again, so callers can tell it from a server that is down.
+	if !errors.Is(err, agentclient.ErrPeerNotAuthorized) {
+		t.Fatalf("err = %v, want it to match ErrPeerNotAuthorized", err)
+	}
 	if got := errorsMention(err, "agentclient: peer SPIFFE ID not authorized: spiffe://example.org/agentid-server"); !got {
 		t.Fatalf("err = %v, want the refused server ID named", err)
 	}
@@ -143,5 +149,27 @@ func TestDialServerValidates(t *testing.T) {
 				t.Fatalf("err = %v, want %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// A server that is down is Unavailable and is not a refused peer.
+func TestServerDownIsNotARefusedPeer(t *testing.T) {
+	f := newFixture(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there any more
+	s, err := f.agent.DialServer(addr, servertest.ServerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_, err = s.CreateDelegation(servertest.Ctx(t), agentclient.CreateRequest{
+		UserToken: f.env.AliceToken(t), Agent: servertest.Orchestrator, Scopes: []string{"campaigns:read"}, TTL: time.Minute,
+	})
+	if status.Code(err) != codes.Unavailable || errors.Is(err, agentclient.ErrPeerNotAuthorized) {
+		t.Fatalf("err = %v, want Unavailable and not ErrPeerNotAuthorized", err)
 	}
 }

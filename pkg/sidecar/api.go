@@ -105,14 +105,20 @@ func (s *Sidecar) apiHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /v1/identity", s.identity)
-	mux.HandleFunc("GET /v1/token", s.token)
-	mux.HandleFunc("POST /v1/delegations", s.createDelegation)
-	mux.HandleFunc("POST /v1/delegations/{id}/sub", s.subDelegation)
-	mux.HandleFunc("DELETE /v1/delegations/{id}", s.revokeDelegation)
+	mux.HandleFunc("GET /v1/token", func(w http.ResponseWriter, r *http.Request) { s.metrics.token(s.token(w, r)) })
+	mux.HandleFunc("POST /v1/delegations", s.counted("create", s.createDelegation))
+	mux.HandleFunc("POST /v1/delegations/{id}/sub", s.counted("sub", s.subDelegation))
+	mux.HandleFunc("DELETE /v1/delegations/{id}", s.counted("revoke", s.revokeDelegation))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "sidecar: no such endpoint")
 	})
 	return s.guard(mux)
+}
+
+// counted serves a delegation endpoint, which returns the outcome it
+// answered with, and counts it under op.
+func (s *Sidecar) counted(op string, h func(http.ResponseWriter, *http.Request) string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { s.metrics.delegation(op, h(w, r)) }
 }
 
 // guard refuses what a browser could send: the API is reachable from the
@@ -122,10 +128,12 @@ func (s *Sidecar) apiHandler() http.Handler {
 func (s *Sidecar) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Origin") != "" {
+			s.metrics.apiRefused.Inc()
 			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: requests with an Origin header are refused")
 			return
 		}
 		if s.config.Listen.network == "tcp" && !loopbackHost(r.Host) {
+			s.metrics.apiRefused.Inc()
 			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: Host must be a loopback address or localhost")
 			return
 		}
@@ -163,7 +171,8 @@ func (s *Sidecar) identity(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, IdentityResponse{SPIFFEID: svid.ID.String(), ExpiresAt: svid.Certificates[0].NotAfter.UTC()})
 }
 
-func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) {
+// token answers GET /v1/token and returns the outcome for the metrics.
+func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) string {
 	q := r.URL.Query()
 	var missing []string
 	for _, k := range []string{"audience", "delegation"} {
@@ -172,26 +181,25 @@ func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(missing) > 0 {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: exactly one non-empty value needed for: "+strings.Join(missing, ", "))
-		return
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: exactly one non-empty value needed for: "+strings.Join(missing, ", "))
 	}
 	id, err := delegation.ParseID(q.Get("delegation"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation: "+err.Error())
-		return
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation: "+err.Error())
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
 	defer cancel()
 	tok, err := s.agent.Tokens().Token(ctx, id, q.Get("audience"))
 	if err != nil {
-		s.tokenError(w, err)
-		return
+		return s.tokenError(w, err)
 	}
 	writeJSON(w, http.StatusOK, TokenResponse{Token: tok.Value, Audience: tok.Audience, Delegation: id.String(), ExpiresAt: tok.ExpiresAt.UTC()})
+	return outcomeOK
 }
 
-// tokenError answers a failed token fetch: 403 denied, 503 SPIRE.
-func (s *Sidecar) tokenError(w http.ResponseWriter, err error) {
+// tokenError answers a failed token fetch (403 denied, 503 SPIRE) and
+// returns the code.
+func (s *Sidecar) tokenError(w http.ResponseWriter, err error) string {
 	status, code, ok := tokenFailure(err)
 	if !ok {
 		status, code = http.StatusServiceUnavailable, codeSPIREUnavailable
@@ -199,7 +207,7 @@ func (s *Sidecar) tokenError(w http.ResponseWriter, err error) {
 	if code == codeSPIREUnavailable {
 		s.log.Warn("Token fetch failed", "error", err.Error())
 	}
-	writeError(w, status, code, err.Error())
+	return writeError(w, status, code, err.Error())
 }
 
 // tokenFailure maps agentclient's token errors to the sidecar's answer, for
@@ -218,28 +226,29 @@ func tokenFailure(err error) (status int, code string, ok bool) {
 	return 0, "", false
 }
 
-func (s *Sidecar) createDelegation(w http.ResponseWriter, r *http.Request) {
-	if !s.serverConfigured(w) {
-		return
+// createDelegation answers POST /v1/delegations; like the other delegation
+// endpoints it returns the outcome for the metrics: ok or the error code.
+func (s *Sidecar) createDelegation(w http.ResponseWriter, r *http.Request) string {
+	if code := s.serverConfigured(w); code != "" {
+		return code
 	}
 	var req CreateDelegationRequest
-	if !s.decode(w, r, &req) {
-		return
+	if code := s.decode(w, r, &req); code != "" {
+		return code
 	}
-	if !requireFields(w, field{"user_token", req.UserToken != ""}, field{"scopes", len(req.Scopes) > 0}, field{"ttl", req.TTL != ""}) {
-		return
+	if code := requireFields(w, field{"user_token", req.UserToken != ""}, field{"scopes", len(req.Scopes) > 0}, field{"ttl", req.TTL != ""}); code != "" {
+		return code
 	}
 	agent := s.agent.ID()
 	if req.AgentID != "" {
 		var err error
 		if agent, err = spiffeid.FromString(req.AgentID); err != nil {
-			writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: agent_id: "+err.Error())
-			return
+			return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: agent_id: "+err.Error())
 		}
 	}
-	ttl, ok := parseTTL(w, req.TTL)
-	if !ok {
-		return
+	ttl, code := parseTTL(w, req.TTL)
+	if code != "" {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
 	defer cancel()
@@ -247,36 +256,35 @@ func (s *Sidecar) createDelegation(w http.ResponseWriter, r *http.Request) {
 		UserToken: req.UserToken, Agent: agent, Scopes: req.Scopes, TTL: ttl, Intent: req.Intent,
 	})
 	if err != nil {
-		s.serverError(w, err)
-		return
+		return s.serverError(w, err)
 	}
 	s.log.Info("Delegation created", "delegation_id", d.ID.String(), "agent_id", d.Agent.String())
 	writeJSON(w, http.StatusCreated, DelegationResponse{Delegation: d})
+	return outcomeOK
 }
 
-func (s *Sidecar) subDelegation(w http.ResponseWriter, r *http.Request) {
-	if !s.serverConfigured(w) {
-		return
+func (s *Sidecar) subDelegation(w http.ResponseWriter, r *http.Request) string {
+	if code := s.serverConfigured(w); code != "" {
+		return code
 	}
-	parent, ok := pathID(w, r)
-	if !ok {
-		return
+	parent, code := pathID(w, r)
+	if code != "" {
+		return code
 	}
 	var req SubDelegationRequest
-	if !s.decode(w, r, &req) {
-		return
+	if code := s.decode(w, r, &req); code != "" {
+		return code
 	}
-	if !requireFields(w, field{"agent_id", req.AgentID != ""}, field{"scopes", len(req.Scopes) > 0}, field{"ttl", req.TTL != ""}) {
-		return
+	if code := requireFields(w, field{"agent_id", req.AgentID != ""}, field{"scopes", len(req.Scopes) > 0}, field{"ttl", req.TTL != ""}); code != "" {
+		return code
 	}
 	agent, err := spiffeid.FromString(req.AgentID)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: agent_id: "+err.Error())
-		return
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: agent_id: "+err.Error())
 	}
-	ttl, ok := parseTTL(w, req.TTL)
-	if !ok {
-		return
+	ttl, code := parseTTL(w, req.TTL)
+	if code != "" {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
 	defer cancel()
@@ -284,28 +292,27 @@ func (s *Sidecar) subDelegation(w http.ResponseWriter, r *http.Request) {
 		Parent: parent, Agent: agent, Scopes: req.Scopes, TTL: ttl, Intent: req.Intent,
 	})
 	if err != nil {
-		s.serverError(w, err)
-		return
+		return s.serverError(w, err)
 	}
 	s.log.Info("Sub-delegation created", "delegation_id", d.ID.String(), "parent_id", parent.String(), "agent_id", d.Agent.String())
 	writeJSON(w, http.StatusCreated, DelegationResponse{Delegation: d})
+	return outcomeOK
 }
 
-func (s *Sidecar) revokeDelegation(w http.ResponseWriter, r *http.Request) {
-	if !s.serverConfigured(w) {
-		return
+func (s *Sidecar) revokeDelegation(w http.ResponseWriter, r *http.Request) string {
+	if code := s.serverConfigured(w); code != "" {
+		return code
 	}
-	id, ok := pathID(w, r)
-	if !ok {
-		return
+	id, code := pathID(w, r)
+	if code != "" {
+		return code
 	}
 	reason := r.URL.Query().Get("reason")
 	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
 	defer cancel()
 	rev, err := s.server.RevokeDelegation(ctx, id, reason)
 	if err != nil {
-		s.serverError(w, err)
-		return
+		return s.serverError(w, err)
 	}
 	for _, rid := range rev.IDs {
 		s.agent.Tokens().Forget(rid)
@@ -316,88 +323,85 @@ func (s *Sidecar) revokeDelegation(w http.ResponseWriter, r *http.Request) {
 		rev.IDs = []delegation.ID{}
 	}
 	writeJSON(w, http.StatusOK, RevokeResponse{RevokedIDs: rev.IDs, Delegation: rev.Delegation})
+	return outcomeOK
 }
 
-func (s *Sidecar) serverConfigured(w http.ResponseWriter) bool {
+// serverConfigured answers 501 without a server, returning the code, or
+// returns "".
+func (s *Sidecar) serverConfigured(w http.ResponseWriter) string {
 	if s.server == nil {
-		writeError(w, http.StatusNotImplemented, codeNotConfigured, "sidecar: no agentid-server configured (server.address)")
-		return false
+		return writeError(w, http.StatusNotImplemented, codeNotConfigured, "sidecar: no agentid-server configured (server.address)")
 	}
-	return true
+	return ""
 }
 
-// serverError maps an agentid-server answer to HTTP.
-func (s *Sidecar) serverError(w http.ResponseWriter, err error) {
+// serverError maps an agentid-server answer to HTTP and returns the code.
+func (s *Sidecar) serverError(w http.ResponseWriter, err error) string {
 	if errors.Is(err, agentclient.ErrInvalidRequest) {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
-		return
-	}
-	if errors.Is(err, agentclient.ErrPeerNotAuthorized) {
-		s.log.Error("agentid-server presented an unexpected SPIFFE ID", "error", err.Error())
-		writeError(w, http.StatusBadGateway, codeServerIdentity, "sidecar: agentid-server presented an unexpected SPIFFE ID")
-		return
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
 	}
 	st, _ := status.FromError(err)
+	if errors.Is(err, agentclient.ErrPeerNotAuthorized) {
+		s.log.Error("agentid-server presented an unexpected SPIFFE ID", "error", err.Error())
+		return writeError(w, http.StatusBadGateway, codeServerIdentity, "sidecar: agentid-server presented an unexpected SPIFFE ID")
+	}
 	msg := "agentid-server: " + st.Message()
 	switch st.Code() {
 	case codes.InvalidArgument:
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, msg)
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, msg)
 	case codes.Unauthenticated:
-		writeError(w, http.StatusUnauthorized, codeUnauthenticated, msg)
+		return writeError(w, http.StatusUnauthorized, codeUnauthenticated, msg)
 	case codes.PermissionDenied:
-		writeError(w, http.StatusForbidden, codePermissionDenied, msg)
+		return writeError(w, http.StatusForbidden, codePermissionDenied, msg)
 	case codes.NotFound:
-		writeError(w, http.StatusNotFound, codeNotFound, msg)
+		return writeError(w, http.StatusNotFound, codeNotFound, msg)
 	case codes.FailedPrecondition:
-		writeError(w, http.StatusConflict, codeFailedPrecondition, msg)
+		return writeError(w, http.StatusConflict, codeFailedPrecondition, msg)
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		s.log.Warn("agentid-server unavailable", "error", err.Error())
-		writeError(w, http.StatusServiceUnavailable, codeServerUnavailable, msg)
+		return writeError(w, http.StatusServiceUnavailable, codeServerUnavailable, msg)
 	default:
 		s.log.Error("agentid-server call failed", "error", err.Error())
-		writeError(w, http.StatusBadGateway, codeServerError, msg)
+		return writeError(w, http.StatusBadGateway, codeServerError, msg)
 	}
 }
 
-func pathID(w http.ResponseWriter, r *http.Request) (delegation.ID, bool) {
+// pathID parses the {id} of the path; on failure it answers 400 and
+// returns the code.
+func pathID(w http.ResponseWriter, r *http.Request) (delegation.ID, string) {
 	id, err := delegation.ParseID(r.PathValue("id"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation id: "+err.Error())
-		return delegation.ID{}, false
+		return delegation.ID{}, writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation id: "+err.Error())
 	}
-	return id, true
+	return id, ""
 }
 
-func parseTTL(w http.ResponseWriter, s string) (time.Duration, bool) {
+func parseTTL(w http.ResponseWriter, s string) (time.Duration, string) {
 	ttl, err := time.ParseDuration(s)
 	if err != nil || ttl <= 0 {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, fmt.Sprintf("sidecar: ttl: %q is not a positive duration like \"30m\"", truncate(s)))
-		return 0, false
+		return 0, writeError(w, http.StatusBadRequest, codeInvalidRequest, fmt.Sprintf("sidecar: ttl: %q is not a positive duration like \"30m\"", truncate(s)))
 	}
-	return ttl, true
+	return ttl, ""
 }
 
 // decode reads one JSON object of at most MaxBodyBytes, refusing unknown
-// fields and trailing data.
-func (s *Sidecar) decode(w http.ResponseWriter, r *http.Request, v any) bool {
+// fields and trailing data. On failure it answers and returns the code;
+// "" means v is filled.
+func (s *Sidecar) decode(w http.ResponseWriter, r *http.Request, v any) string {
 	if ct := r.Header.Get("Content-Type"); ct != "application/json" && !strings.HasPrefix(ct, "application/json;") {
-		writeError(w, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "sidecar: Content-Type must be application/json")
-		return false
+		return writeError(w, http.StatusUnsupportedMediaType, codeUnsupportedMedia, "sidecar: Content-Type must be application/json")
 	}
 	if r.ContentLength > s.config.MaxBodyBytes {
-		writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", s.config.MaxBodyBytes))
-		return false
+		return writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", s.config.MaxBodyBytes))
 	}
 	if err := decodeBody(http.MaxBytesReader(w, r.Body, s.config.MaxBodyBytes), v); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", s.config.MaxBodyBytes))
-			return false
+			return writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", s.config.MaxBodyBytes))
 		}
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
-		return false
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
 	}
-	return true
+	return ""
 }
 
 // decodeBody decodes exactly one JSON value into v, strictly.
@@ -435,8 +439,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, code int, errCode, msg string) {
+// writeError answers the error and returns errCode, the outcome the
+// metrics count.
+func writeError(w http.ResponseWriter, code int, errCode, msg string) string {
 	writeJSON(w, code, ErrorBody{Error: errCode, Message: msg})
+	return errCode
 }
 
 // field is a required request field and whether the request has it.
@@ -445,9 +452,9 @@ type field struct {
 	present bool
 }
 
-// requireFields answers 400 naming every missing field, and reports whether
-// all were present.
-func requireFields(w http.ResponseWriter, fields ...field) bool {
+// requireFields answers 400 naming every missing field and returns the
+// code, or returns "" when all were present.
+func requireFields(w http.ResponseWriter, fields ...field) string {
 	var missing []string
 	for _, f := range fields {
 		if !f.present {
@@ -455,8 +462,7 @@ func requireFields(w http.ResponseWriter, fields ...field) bool {
 		}
 	}
 	if len(missing) > 0 {
-		writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: missing fields: "+strings.Join(missing, ", "))
-		return false
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: missing fields: "+strings.Join(missing, ", "))
 	}
-	return true
+	return ""
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"strconv"
@@ -52,6 +53,7 @@ type file struct {
 	Listen         string        `yaml:"listen"`
 	SocketMode     string        `yaml:"socket_mode"`
 	ProxyListen    string        `yaml:"proxy_listen"`
+	MetricsListen  string        `yaml:"metrics_listen"`
 	WorkloadAPI    string        `yaml:"workload_api"`
 	SPIFFEID       string        `yaml:"spiffe_id"`
 	Server         *serverFile   `yaml:"server"`
@@ -83,6 +85,11 @@ type Config struct {
 	SocketMode fs.FileMode
 	// ProxyListen is where the egress proxy listens; zero means no proxy.
 	ProxyListen ListenAddr
+	// MetricsListen is the TCP host:port serving /metrics and /healthz;
+	// empty means none. Unlike Listen it may be any local address (a pod
+	// IP for Prometheus): it serves nothing that acts as the agent. Set it
+	// from ParseMetricsListen.
+	MetricsListen string
 	// WorkloadAPI is the SPIRE agent's socket; empty means
 	// SPIFFE_ENDPOINT_SOCKET.
 	WorkloadAPI string
@@ -215,6 +222,11 @@ func (f file) build() (Config, error) {
 			badListen("proxy_listen", err)
 		}
 	}
+	if f.MetricsListen != "" {
+		if c.MetricsListen, err = ParseMetricsListen(f.MetricsListen); err != nil {
+			bad("%s", strings.TrimPrefix(err.Error(), ErrInvalidConfig.Error()+": "))
+		}
+	}
 	if f.SocketMode != "" {
 		m, err := strconv.ParseUint(f.SocketMode, 8, 32)
 		if err != nil || m > 0o777 {
@@ -286,6 +298,16 @@ func (f file) build() (Config, error) {
 	}
 	if !c.Listen.IsZero() && c.Listen == c.ProxyListen && !strings.HasSuffix(c.Listen.address, ":0") {
 		bad("proxy_listen: same address as listen")
+	}
+	if c.MetricsListen != "" && !strings.HasSuffix(c.MetricsListen, ":0") {
+		for _, other := range []struct {
+			key  string
+			addr ListenAddr
+		}{{"listen", c.Listen}, {"proxy_listen", c.ProxyListen}} {
+			if other.addr.network == "tcp" && other.addr.address == c.MetricsListen {
+				bad("metrics_listen: same address as %s", other.key)
+			}
+		}
 	}
 	errs = append(errs, c.applyDefaults()...)
 	if len(errs) > 0 {
@@ -368,6 +390,13 @@ func (c *Config) check() error {
 	if !c.ProxyListen.IsZero() && len(c.Routes) == 0 {
 		bad("proxy_listen: the proxy has no routes")
 	}
+	if c.MetricsListen != "" {
+		if addr, err := ParseMetricsListen(c.MetricsListen); err != nil {
+			bad("%s", strings.TrimPrefix(err.Error(), ErrInvalidConfig.Error()+": "))
+		} else {
+			c.MetricsListen = addr
+		}
+	}
 	if len(errs) > 0 {
 		return newConfigError(errs, false)
 	}
@@ -383,3 +412,35 @@ type configError struct {
 
 func (e *configError) Error() string   { return e.msg }
 func (e *configError) Unwrap() []error { return e.causes }
+
+// ParseMetricsListen checks a metrics_listen address and returns it as it
+// is bound: "host:port" where host is an IP literal (any local address,
+// e.g. the pod IP, or 0.0.0.0 / [::] for all interfaces), "localhost"
+// (bound as 127.0.0.1) or empty (all interfaces). Host names are refused,
+// as for listen: an address that depends on a resolver could bind
+// somewhere unforeseen. Unix sockets are refused: Prometheus scrapes TCP.
+// Errors are ErrInvalidConfig.
+func ParseMetricsListen(s string) (string, error) {
+	const example = `, like "0.0.0.0:9090" or "127.0.0.1:9090"`
+	if strings.HasPrefix(s, "unix:") {
+		return "", fmt.Errorf("%w: metrics_listen: %q: a unix socket cannot be scraped; use a TCP host:port%s", ErrInvalidConfig, truncate(s), example)
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: metrics_listen: %q is not host:port%s", ErrInvalidConfig, truncate(s), example)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (port != "0" && p == 0) {
+		return "", fmt.Errorf("%w: metrics_listen: %q: port must be 0..65535", ErrInvalidConfig, truncate(s))
+	}
+	switch {
+	case host == "":
+		return net.JoinHostPort("", port), nil
+	case strings.EqualFold(host, "localhost"):
+		return net.JoinHostPort("127.0.0.1", port), nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return "", fmt.Errorf("%w: metrics_listen: %q: host must be an IP address, \"localhost\" or empty (all interfaces); names are not resolved", ErrInvalidConfig, truncate(s))
+	}
+	return net.JoinHostPort(ip.Unmap().String(), port), nil
+}

@@ -42,4 +42,14 @@
 // host it has no route for and 502 upstream_identity_mismatch when the
 // upstream presents another SPIFFE ID; the upstream's own answers pass
 // through unchanged. The README of cmd/agentid-sidecar lists every code.
+//
+// # Metrics
+//
+// The sidecar counts its answers in Prometheus series (agentid_sidecar_*:
+// token and delegation requests and proxied requests by outcome, upstream
+// latency per route, whether an unexpired X509-SVID is held and its expiry)
+// in a registry of its own. Config.MetricsListen (metrics_listen) serves
+// them at /metrics, with /healthz, on a TCP address that, unlike the API,
+// may face the network: it acts for no one. Labels are error codes and
+// configured route names only.
 package sidecar

@@ -37,6 +37,7 @@ type fixture struct {
 	logs     *syncBuffer // the sidecar's log, at debug level
 	api      string      // http://127.0.0.1:port
 	proxy    string
+	metrics  string // http://127.0.0.1:port of metrics_listen
 	client   *http.Client
 }
 
@@ -190,6 +191,7 @@ func newFixtureProxyOn(tb testing.TB, proxyListen string) *fixture {
 	config, err := sidecar.ParseConfig([]byte(fmt.Sprintf(`
 listen: 127.0.0.1:0
 proxy_listen: %s
+metrics_listen: 127.0.0.1:0
 proxy_max_body_bytes: 4096
 workload_api: %s
 server:
@@ -219,6 +221,7 @@ routes:
 	tb.Cleanup(func() { f.sc.Close() })
 	f.api = "http://" + f.sc.APIAddr().String()
 	f.proxy = "http://" + f.sc.ProxyAddr().String()
+	f.metrics = "http://" + f.sc.MetricsAddr().String()
 	return f
 }
 

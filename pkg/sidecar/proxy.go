@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/agentid/agentid/pkg/agentclient"
 	"github.com/agentid/agentid/pkg/delegation"
@@ -51,8 +52,26 @@ func stripHeaders(h http.Header) {
 }
 
 type routeHandler struct {
-	route Route
-	rp    *httputil.ReverseProxy
+	route   Route
+	rp      *httputil.ReverseProxy
+	metrics *routeMetrics
+}
+
+// timedTransport counts the requests of one route the upstream answered,
+// by status class, and how long the answer took; failures are counted by
+// proxyError, which the ReverseProxy calls instead.
+type timedTransport struct {
+	rt      http.RoundTripper
+	metrics *routeMetrics
+}
+
+func (t timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	start := time.Now()
+	resp, err := t.rt.RoundTrip(req)
+	if err == nil {
+		t.metrics.observe(resp.StatusCode, start)
+	}
+	return resp, err
 }
 
 // limitBody refuses a request whose declared body is larger than max
@@ -98,7 +117,7 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 		}
 		s.proxyTransport = append(s.proxyTransport, tr)
 		target := &url.URL{Scheme: "https", Host: r.Upstream}
-		h := &routeHandler{route: r}
+		h := &routeHandler{route: r, metrics: s.metrics.route(r.Name)}
 		h.rp = &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
 				pr.SetURL(target)
@@ -106,9 +125,9 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 				// The transport attaches the delegated token (from the
 				// context) after this, so nothing the agent sent survives.
 			},
-			Transport:    tr,
+			Transport:    timedTransport{rt: tr, metrics: h.metrics},
 			BufferPool:   pool,
-			ErrorHandler: s.proxyError(r),
+			ErrorHandler: s.proxyError(r, h.metrics),
 			ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		for _, host := range append([]string{r.Name}, r.Hosts...) {
@@ -119,10 +138,12 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 		// As for the API: a web page the agent opens must not be able to
 		// send requests on the agent's identity through the proxy.
 		if req.Header.Get("Origin") != "" {
+			s.metrics.unrouted[codeBrowserRefused].Inc()
 			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: requests with an Origin header are refused")
 			return
 		}
 		if req.Method == http.MethodConnect {
+			s.metrics.unrouted[codeConnectUnsupported].Inc()
 			writeError(w, http.StatusMethodNotAllowed, codeConnectUnsupported, "sidecar: CONNECT is not supported; send plain HTTP and the proxy upgrades it to mTLS")
 			return
 		}
@@ -136,49 +157,56 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 		host = strings.ToLower(host)
 		h, ok := routes[host]
 		if !ok {
+			s.metrics.unrouted[codeUnknownRoute].Inc()
 			writeError(w, http.StatusBadGateway, codeUnknownRoute, fmt.Sprintf("sidecar: no route for host %q", truncate(host)))
 			return
 		}
 		ctx := req.Context()
 		if vals := req.Header.Values(DelegationHeader); len(vals) > 0 {
 			if len(vals) > 1 {
-				writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: more than one "+DelegationHeader+" header")
+				inc(h.metrics.failed, writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: more than one "+DelegationHeader+" header"))
 				return
 			}
 			id, err := delegation.ParseID(strings.TrimSpace(vals[0]))
 			if err != nil {
-				writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: "+DelegationHeader+": "+err.Error())
+				inc(h.metrics.failed, writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: "+DelegationHeader+": "+err.Error()))
 				return
 			}
 			ctx = agentclient.WithDelegation(ctx, id)
 		}
 		if !limitBody(w, req, s.config.ProxyMaxBodyBytes) {
+			inc(h.metrics.failed, codeTooLarge)
 			return
 		}
 		h.rp.ServeHTTP(w, req.WithContext(ctx))
 	}), nil
 }
 
-// proxyError answers a request the proxy could not complete.
-func (s *Sidecar) proxyError(r Route) func(http.ResponseWriter, *http.Request, error) {
+// proxyError answers a request the proxy could not complete, and counts it.
+func (s *Sidecar) proxyError(r Route, m *routeMetrics) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, req *http.Request, err error) {
-		if status, code, ok := tokenFailure(err); ok {
-			writeError(w, status, code, err.Error())
-			return
-		}
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", tooLarge.Limit))
-		case errors.Is(err, agentclient.ErrPeerNotAuthorized):
-			s.log.Error("Upstream presented an unexpected SPIFFE ID", "route", r.Name, "expected", r.SPIFFEID.String(), "error", err.Error())
-			writeError(w, http.StatusBadGateway, codeUpstreamIdentity,
-				fmt.Sprintf("sidecar: upstream of route %q did not present %s", r.Name, r.SPIFFEID))
-		case errors.Is(err, context.Canceled):
-			w.WriteHeader(499) // the agent went away; nobody reads this
-		default:
-			s.log.Warn("Upstream request failed", "route", r.Name, "error", err.Error())
-			writeError(w, http.StatusBadGateway, codeUpstreamError, fmt.Sprintf("sidecar: upstream of route %q: %v", r.Name, err))
-		}
+		inc(m.failed, s.answerProxyError(r, w, err))
+	}
+}
+
+// answerProxyError answers err and returns the outcome.
+func (s *Sidecar) answerProxyError(r Route, w http.ResponseWriter, err error) string {
+	if status, code, ok := tokenFailure(err); ok {
+		return writeError(w, status, code, err.Error())
+	}
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("sidecar: body larger than %d bytes", tooLarge.Limit))
+	case errors.Is(err, agentclient.ErrPeerNotAuthorized):
+		s.log.Error("Upstream presented an unexpected SPIFFE ID", "route", r.Name, "expected", r.SPIFFEID.String(), "error", err.Error())
+		return writeError(w, http.StatusBadGateway, codeUpstreamIdentity,
+			fmt.Sprintf("sidecar: upstream of route %q did not present %s", r.Name, r.SPIFFEID))
+	case errors.Is(err, context.Canceled):
+		w.WriteHeader(499) // the agent went away; nobody reads this
+		return outcomeCanceled
+	default:
+		s.log.Warn("Upstream request failed", "route", r.Name, "error", err.Error())
+		return writeError(w, http.StatusBadGateway, codeUpstreamError, fmt.Sprintf("sidecar: upstream of route %q: %v", r.Name, err))
 	}
 }

@@ -20,14 +20,16 @@ type Sidecar struct {
 	log    *slog.Logger
 	agent  *agentclient.Agent
 	server *agentclient.ServerClient // nil when no server is configured
+	// metrics are always counted; they are served only with MetricsListen.
+	metrics *metrics
 
-	api, proxy     *http.Server
-	apiL, proxyL   net.Listener
-	wg             sync.WaitGroup
-	closeOnce      sync.Once
-	closeErr       error
-	serveErrs      chan error
-	proxyTransport []*agentclient.Transport
+	api, proxy, metricsSrv *http.Server
+	apiL, proxyL, metricsL net.Listener
+	wg                     sync.WaitGroup
+	closeOnce              sync.Once
+	closeErr               error
+	serveErrs              chan error
+	proxyTransport         []*agentclient.Transport
 }
 
 // Start checks the configuration (applying the defaults ParseConfig
@@ -58,10 +60,13 @@ func Start(ctx context.Context, config Config) (*Sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sidecar{config: config, log: log, agent: agent, serveErrs: make(chan error, 2)}
+	s := &Sidecar{config: config, log: log, agent: agent, serveErrs: make(chan error, 3)}
 	fail := func(err error) (*Sidecar, error) {
 		s.shutdown(context.Background())
 		return nil, err
+	}
+	if s.metrics, err = newMetrics(s); err != nil {
+		return fail(err)
 	}
 	if config.Server.Address != "" {
 		if s.server, err = agent.DialServer(config.Server.Address, config.Server.SPIFFEID); err != nil {
@@ -87,8 +92,15 @@ func Start(ctx context.Context, config Config) (*Sidecar, error) {
 		s.proxy = newServer(proxyHandler, log)
 		s.serve(s.proxy, s.proxyL)
 	}
+	if config.MetricsListen != "" {
+		if s.metricsL, err = net.Listen("tcp", config.MetricsListen); err != nil {
+			return fail(fmt.Errorf("sidecar: metrics_listen: failed to listen: %w", err))
+		}
+		s.metricsSrv = newServer(s.metrics.handler(s), log)
+		s.serve(s.metricsSrv, s.metricsL)
+	}
 	log.Info("Sidecar started", "spiffe_id", agent.ID().String(), "listen", s.apiL.Addr().String(),
-		"proxy_listen", addrString(s.proxyL), "routes", len(config.Routes))
+		"proxy_listen", addrString(s.proxyL), "metrics_listen", addrString(s.metricsL), "routes", len(config.Routes))
 	return s, nil
 }
 
@@ -144,6 +156,14 @@ func (s *Sidecar) ProxyAddr() net.Addr {
 	return s.proxyL.Addr()
 }
 
+// MetricsAddr is the metrics listener's address, nil without one.
+func (s *Sidecar) MetricsAddr() net.Addr {
+	if s.metricsL == nil {
+		return nil
+	}
+	return s.metricsL.Addr()
+}
+
 // Agent is the sidecar's agent identity.
 func (s *Sidecar) Agent() *agentclient.Agent { return s.agent }
 
@@ -160,12 +180,12 @@ func (s *Sidecar) Close() error {
 
 func (s *Sidecar) shutdown(ctx context.Context) error {
 	var errs []error
-	for _, srv := range []*http.Server{s.api, s.proxy} {
+	for _, srv := range []*http.Server{s.api, s.proxy, s.metricsSrv} {
 		if srv != nil {
 			errs = append(errs, srv.Shutdown(ctx))
 		}
 	}
-	for _, l := range []net.Listener{s.apiL, s.proxyL} {
+	for _, l := range []net.Listener{s.apiL, s.proxyL, s.metricsL} {
 		if l != nil {
 			l.Close() // unix sockets: removes the file
 		}
