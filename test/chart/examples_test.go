@@ -2,11 +2,13 @@ package chart
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -221,6 +223,19 @@ func TestAgentWithSidecar(t *testing.T) {
 	checkShared(t, container(t, spec, "agent"), side, path.Dir(api), spec)
 	if wl := strings.TrimPrefix(cfg.WorkloadAPI, "unix://"); volumeFor(side, path.Dir(wl)) != "spire-agent-socket" {
 		t.Errorf("the sidecar dials %s, which is not the mounted agent socket", cfg.WorkloadAPI)
+	}
+
+	// The metrics listener is the port the pod declares and probes.
+	_, port, err := net.SplitHostPort(cfg.MetricsListen)
+	if err != nil {
+		t.Fatalf("sidecar metrics_listen %q: %v", cfg.MetricsListen, err)
+	}
+	var declared bool
+	for _, p := range side.Ports {
+		declared = declared || (p.Name == "sidecar-metrics" && strconv.Itoa(int(p.ContainerPort)) == port)
+	}
+	if rp := side.ReadinessProbe; !declared || rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/healthz" || rp.HTTPGet.Port.String() != "sidecar-metrics" {
+		t.Errorf("the sidecar's metrics_listen %s is not its declared sidecar-metrics port probed on /healthz: ports %v, probe %v", cfg.MetricsListen, side.Ports, rp)
 	}
 
 	// The agent it is: declared in the mesh example, with selectors the
