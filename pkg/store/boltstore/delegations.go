@@ -315,7 +315,8 @@ func (s *Store) ListDelegations(ctx context.Context, f store.Filter, p store.Pag
 	if err != nil {
 		return nil, "", err
 	}
-	after, err := parseToken(tokenDelegations, p.Token)
+	tag := filterTag(f.UserIssuer, f.UserSubject, f.Agent, strconv.Itoa(int(f.State)))
+	after, err := parseToken(tokenDelegations, p.Token, tag)
 	if err != nil {
 		return nil, "", err
 	}
@@ -384,7 +385,7 @@ func (s *Store) ListDelegations(ctx context.Context, f store.Filter, p store.Pag
 	if !more {
 		return out, "", nil
 	}
-	return out, makeToken(tokenDelegations, lastSeq), nil
+	return out, makeToken(tokenDelegations, lastSeq, tag), nil
 }
 
 // Children implements store.Store. The children come in creation order; an

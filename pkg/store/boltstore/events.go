@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -140,7 +141,10 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter, p store.Pag
 	if err != nil {
 		return nil, "", err
 	}
-	after, err := parseToken(tokenEvents, p.Token)
+	// AfterSeq is not part of the tag: it only moves the start, and a
+	// token already starts past it.
+	tag := filterTag(f.DelegationID, strconv.Itoa(int(f.Type)))
+	after, err := parseToken(tokenEvents, p.Token, tag)
 	if err != nil {
 		return nil, "", err
 	}
@@ -210,7 +214,7 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter, p store.Pag
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = makeToken(tokenEvents, out[limit-1].Sequence)
+		next = makeToken(tokenEvents, out[limit-1].Sequence, tag)
 	}
 	return out, next, nil
 }

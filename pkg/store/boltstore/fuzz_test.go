@@ -9,16 +9,20 @@ import (
 
 // Page tokens come back from API callers: the parsers must refuse anything
 // the store did not issue without panicking, and accept exactly one text
-// form of each token they issue.
+// form of each token they issue. fuzzTag stands for the filter of the
+// listing; a token with another tag must be refused.
+
+var fuzzTag = filterTag("https://idp.example.com", "alice", "", "0")
 
 func FuzzParseDelegationToken(f *testing.F) {
 	f.Add("")
-	f.Add(makeToken(tokenDelegations, 1))
-	f.Add(makeToken(tokenEvents, 7))
+	f.Add(makeToken(tokenDelegations, 1, fuzzTag))
+	f.Add(makeToken(tokenDelegations, 1, [4]byte{}))
+	f.Add(makeToken(tokenEvents, 7, fuzzTag))
 	f.Add("not a token")
 	f.Add("ZGxnXzAw")
 	f.Fuzz(func(t *testing.T, token string) {
-		seq, err := parseToken(tokenDelegations, token)
+		seq, err := parseToken(tokenDelegations, token, fuzzTag)
 		if err != nil {
 			if !errors.Is(err, store.ErrInvalidArgument) {
 				t.Fatalf("error %v does not wrap ErrInvalidArgument", err)
@@ -31,7 +35,7 @@ func FuzzParseDelegationToken(f *testing.F) {
 			}
 			return
 		}
-		if again := makeToken(tokenDelegations, seq); again != token {
+		if again := makeToken(tokenDelegations, seq, fuzzTag); again != token {
 			t.Fatalf("token %q parsed to %d, which encodes as %q", token, seq, again)
 		}
 	})
@@ -39,12 +43,14 @@ func FuzzParseDelegationToken(f *testing.F) {
 
 func FuzzParseEventToken(f *testing.F) {
 	f.Add("")
-	f.Add(makeToken(tokenEvents, 1))
-	f.Add(makeToken(tokenEvents, ^uint64(0)))
-	f.Add(makeToken(tokenDelegations, 1))
+	f.Add(makeToken(tokenEvents, 1, fuzzTag))
+	f.Add(makeToken(tokenEvents, 1, [4]byte{1}))
+	f.Add(makeToken(tokenEvents, ^uint64(0), fuzzTag))
+	f.Add(makeToken(tokenDelegations, 1, fuzzTag))
+	f.Add(makeToken(tokenDelegations, 1, [4]byte{}))
 	f.Add("ZQAAAAAAAAAA")
 	f.Fuzz(func(t *testing.T, token string) {
-		seq, err := parseToken(tokenEvents, token)
+		seq, err := parseToken(tokenEvents, token, fuzzTag)
 		if err != nil {
 			if !errors.Is(err, store.ErrInvalidArgument) {
 				t.Fatalf("error %v does not wrap ErrInvalidArgument", err)
@@ -57,8 +63,20 @@ func FuzzParseEventToken(f *testing.F) {
 			}
 			return
 		}
-		if again := makeToken(tokenEvents, seq); again != token {
+		if again := makeToken(tokenEvents, seq, fuzzTag); again != token {
 			t.Fatalf("token %q parsed to %d, which encodes as %q", token, seq, again)
 		}
 	})
+}
+
+func TestPageTokenOfAnotherFilter(t *testing.T) {
+	token := makeToken(tokenDelegations, 5, filterTag("https://idp.example.com", "alice", "", "0"))
+	if n, err := parseToken(tokenDelegations, token, filterTag("https://idp.example.com", "alice", "", "0")); err != nil || n != 5 {
+		t.Fatalf("same filter: %d, %v", n, err)
+	}
+	// Fields are length-prefixed: moving a character between them changes the tag.
+	_, err := parseToken(tokenDelegations, token, filterTag("https://idp.example.coma", "lice", "", "0"))
+	if !errors.Is(err, store.ErrInvalidArgument) || err.Error() != "store: invalid argument: page token was made for another filter" {
+		t.Fatalf("another filter: %v", err)
+	}
 }

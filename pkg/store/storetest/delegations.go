@@ -312,6 +312,12 @@ func testListPaging(t *testing.T, f *fixture) {
 		t.Fatalf("second page: %v, %q, %v; want the last 10 and no next token", ids(second), last, err)
 	}
 
+	// A token belongs to the filter it was listed with: with another one
+	// it would start at a position that means nothing there.
+	if page, next2, err := f.s.ListDelegations(f.ctx, store.Filter{Agent: Agent(1).String()}, store.Page{Size: 10, Token: next}); !errors.Is(err, store.ErrInvalidArgument) || page != nil || next2 != "" {
+		t.Fatalf("token used with another filter: %d delegations, %q, %v; want ErrInvalidArgument", len(page), next2, err)
+	}
+
 	// A token stays valid while delegations are added: the next page
 	// starts after the last one returned and ends with the new ones.
 	for range 5 {

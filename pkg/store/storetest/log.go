@@ -253,6 +253,14 @@ func testAppendAndListEvents(t *testing.T, f *fixture) {
 	if _, err := audit.VerifyWith(audit.VerifyConfig{From: page[2].Anchor()}, audit.FromSlice(rest)); err != nil {
 		t.Fatalf("second page does not continue the first: %v", err)
 	}
+	// The token belongs to its filter; AfterSeq only moves the start, so it
+	// may change between pages.
+	if evs, n, err := f.s.ListEvents(f.ctx, store.EventFilter{Type: audit.TypeTokenIssued}, store.Page{Size: 3, Token: next}); !errors.Is(err, store.ErrInvalidArgument) || evs != nil || n != "" {
+		t.Fatalf("token used with another filter: %d events, %q, %v; want ErrInvalidArgument", len(evs), n, err)
+	}
+	if again, _, err := f.s.ListEvents(f.ctx, store.EventFilter{AfterSeq: 1}, store.Page{Size: 3, Token: next}); err != nil || len(again) != 2 {
+		t.Fatalf("token with another AfterSeq: %d events, %v; want the same 2", len(again), err)
+	}
 
 	// Events may name a delegation before it is stored (a refused request
 	// naming an id); they are found with the ones recorded after.
