@@ -16,6 +16,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -112,12 +113,13 @@ func (s *ServerClient) CreateDelegation(ctx context.Context, req CreateRequest) 
 	if req.UserToken == "" {
 		return nil, fmt.Errorf("%w: user token is required", ErrInvalidRequest)
 	}
+	var p peer.Peer
 	resp, err := s.client.CreateDelegation(ctx, &delegationv1.CreateDelegationRequest{
 		UserToken: req.UserToken, AgentId: req.Agent.String(), Scopes: req.Scopes,
 		Ttl: durationpb.New(req.TTL), Intent: req.Intent,
-	})
+	}, grpc.Peer(&p))
 	if err != nil {
-		return nil, callError("create delegation", err)
+		return nil, callError("create delegation", err, &p)
 	}
 	return decodeDelegation(resp.GetDelegation())
 }
@@ -131,12 +133,13 @@ func (s *ServerClient) CreateSubDelegation(ctx context.Context, req SubDelegatio
 	if err := checkGrant(req.Agent, req.Scopes, req.TTL); err != nil {
 		return nil, err
 	}
+	var p peer.Peer
 	resp, err := s.client.CreateSubDelegation(ctx, &delegationv1.CreateSubDelegationRequest{
 		ParentId: req.Parent.String(), AgentId: req.Agent.String(), Scopes: req.Scopes,
 		Ttl: durationpb.New(req.TTL), Intent: req.Intent,
-	})
+	}, grpc.Peer(&p))
 	if err != nil {
-		return nil, callError("create sub-delegation", err)
+		return nil, callError("create sub-delegation", err, &p)
 	}
 	return decodeDelegation(resp.GetDelegation())
 }
@@ -147,9 +150,10 @@ func (s *ServerClient) RevokeDelegation(ctx context.Context, id delegation.ID, r
 	if id.IsZero() {
 		return Revocation{}, fmt.Errorf("%w: delegation id is required", ErrInvalidRequest)
 	}
-	resp, err := s.client.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: id.String(), Reason: reason})
+	var p peer.Peer
+	resp, err := s.client.RevokeDelegation(ctx, &delegationv1.RevokeDelegationRequest{Id: id.String(), Reason: reason}, grpc.Peer(&p))
 	if err != nil {
-		return Revocation{}, callError("revoke delegation", err)
+		return Revocation{}, callError("revoke delegation", err, &p)
 	}
 	var out Revocation
 	for _, raw := range resp.GetRevokedIds() {
@@ -188,12 +192,14 @@ func decodeDelegation(p *delegationv1.Delegation) (*delegation.Delegation, error
 // callError wraps the error of a call to agentid-server. grpc-go reports a
 // TLS handshake that the server's SPIFFE ID failed as Unavailable, with the
 // authorizer's error only as text: without this a caller would take an
-// impostor (or a wrong ServerID) for a server that is down. The text is
-// ErrPeerNotAuthorized's own (markAuthorizer put it there), so such an
-// error also matches ErrPeerNotAuthorized; status.Code still reads the
-// gRPC status either way.
-func callError(op string, err error) error {
-	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable &&
+// impostor (or a wrong ServerID) for a server that is down. Such an error
+// also matches ErrPeerNotAuthorized when the call never reached a server
+// (p, filled by grpc.Peer, holds no authenticated peer) and the text is
+// ErrPeerNotAuthorized's own (markAuthorizer put it there): a server that
+// answers cannot be mistaken for a refused one, whatever its message says.
+// status.Code reads the gRPC status either way.
+func callError(op string, err error, p *peer.Peer) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.Unavailable && p.AuthInfo == nil &&
 		strings.Contains(st.Message(), ErrPeerNotAuthorized.Error()) {
 		return fmt.Errorf("agentclient: %s: %w: %w", op, ErrPeerNotAuthorized, err)
 	}

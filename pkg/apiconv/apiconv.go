@@ -99,7 +99,7 @@ const maxSPIFFEIDLength = 2048
 // the field and wrap the delegation package's sentinels where one applies.
 func DelegationFromProtoWith(p *delegationv1.Delegation, opt DecodeOptions) (*delegation.Delegation, error) {
 	if p == nil {
-		return nil, fmt.Errorf("apiconv: delegation is missing")
+		return nil, fmt.Errorf("apiconv: %w: missing", delegation.ErrInvalidDelegation)
 	}
 	intern := opt.Intern
 	if intern == nil {

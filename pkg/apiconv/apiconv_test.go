@@ -1,6 +1,7 @@
 package apiconv_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func TestDelegationRoundTrip(t *testing.T) {
 	if _, err := apiconv.DelegationFromProto(p); err == nil || !strings.HasPrefix(err.Error(), "apiconv: delegation chain[1]: ") {
 		t.Fatalf("bad chain: %v", err)
 	}
-	if _, err := apiconv.DelegationFromProto(nil); err == nil || err.Error() != "apiconv: delegation is missing" {
+	if _, err := apiconv.DelegationFromProto(nil); err == nil || err.Error() != "apiconv: delegation: invalid delegation: missing" || !errors.Is(err, delegation.ErrInvalidDelegation) {
 		t.Fatalf("nil: %v", err)
 	}
 }

@@ -34,7 +34,8 @@ func (e *Event) appendJSON(b []byte) []byte {
 	}
 	if len(e.Detail) > 0 {
 		b = append(b, `,"detail":{`...)
-		for i, k := range sortedKeys(e.Detail) {
+		var buf [8]string // on appendJSON's stack: most events have a few entries
+		for i, k := range sortedKeys(buf[:0], e.Detail) {
 			if i > 0 {
 				b = append(b, ',')
 			}
@@ -51,13 +52,13 @@ func (e *Event) appendJSON(b []byte) []byte {
 	return append(b, `"}`...)
 }
 
-// sortedKeys returns m's keys in order. Events hold a few detail entries
-// (at most MaxDetailEntries once valid); sorting them in a stack array
-// keeps the store's hot path free of allocations for them.
-func sortedKeys(m map[string]string) []string {
-	var buf [8]string
-	keys := buf[:0]
-	if len(m) > len(buf) {
+// sortedKeys returns m's keys in order, in keys' backing array when it has
+// room. Events hold a few detail entries (at most MaxDetailEntries once
+// valid); a caller's stack array keeps the store's hot path free of
+// allocations for them (an array declared here would escape with the
+// returned slice).
+func sortedKeys(keys []string, m map[string]string) []string {
+	if len(m) > cap(keys) {
 		keys = make([]string, 0, len(m))
 	}
 	for k := range m {

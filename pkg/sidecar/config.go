@@ -39,9 +39,10 @@ const (
 	maxConfigBytes = 1 << 20
 	// maxMaxBodyBytes bounds max_body_bytes.
 	maxMaxBodyBytes = 16 << 20
-	// DefaultProxyMaxBodyBytes bounds the bodies of proxied requests: an
-	// agent uploads documents, but a runaway or hostile tool must not
-	// stream without end on the agent's identity.
+	// DefaultProxyMaxBodyBytes bounds the bodies of proxied HTTP requests:
+	// an agent uploads documents, but a runaway or hostile tool must not
+	// stream without end on the agent's identity. It does not bound what
+	// flows over a connection after a protocol upgrade (WebSocket).
 	DefaultProxyMaxBodyBytes = 16 << 20
 	// maxProxyMaxBodyBytes bounds proxy_max_body_bytes.
 	maxProxyMaxBodyBytes = 1 << 30

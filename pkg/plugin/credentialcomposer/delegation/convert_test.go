@@ -40,7 +40,7 @@ func TestFromProtoRejects(t *testing.T) {
 		wantErr  string
 		sentinel error
 	}{
-		{"nil", nil, "apiconv: delegation is missing", nil},
+		{"nil", nil, "apiconv: delegation: invalid delegation: missing", domain.ErrInvalidDelegation},
 		{"expired state", func(d *delegationv1.Delegation) { d.State = delegationv1.State_STATE_EXPIRED },
 			"composer: delegation is neither active nor revoked: STATE_EXPIRED", errNotLive},
 		{"unspecified state", func(d *delegationv1.Delegation) { d.State = 0 },
