@@ -117,6 +117,8 @@ func (c *command) auditExport(ctx context.Context, args []string) error {
 func (c *command) auditVerify(args []string) error {
 	fs := newFlags(c.env, "audit verify")
 	head := fs.String("head", "", "known last event as <sequence>:<hash>, to detect a truncated tail")
+	from := fs.String("from", "", "the event just before the export, as <sequence>:<hash> (the head printed for the\n"+
+		"previous archive), to verify an export made with audit export -after")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -133,6 +135,13 @@ func (c *command) auditVerify(args []string) error {
 		return usagef("audit verify: at most one file")
 	}
 	var cfg audit.VerifyConfig
+	if *from != "" {
+		a, err := audit.ParseAnchor(*from)
+		if err != nil {
+			return usagef("-from: %v", err)
+		}
+		cfg.From = a
+	}
 	if *head != "" {
 		a, err := audit.ParseAnchor(*head)
 		if err != nil {

@@ -87,6 +87,29 @@ func TestDelegateListRevokeAudit(t *testing.T) {
 	if v.code != 0 || !strings.HasPrefix(v.stdout, "ok: 3 events, chain intact; head 3:") {
 		t.Fatalf("audit verify: %d %q %s", v.code, v.stdout, v.stderr)
 	}
+	// An incremental archive: the events after the first, verified from
+	// the first's anchor (the head an earlier verify printed).
+	lines := strings.SplitAfter(r.stdout, "\n")
+	first := run(t, nil, lines[0], "audit", "verify")
+	anchor := strings.TrimSuffix(strings.TrimPrefix(first.stdout, "ok: 1 events, chain intact; head "), "\n")
+	r2 := run(t, nil, "", sock, "audit", "export", "-after", "1")
+	if r2.code != 0 || r2.stdout != lines[1]+lines[2] {
+		t.Fatalf("audit export -after 1: %d %q %s", r2.code, r2.stdout, r2.stderr)
+	}
+	v = run(t, nil, r2.stdout, "audit", "verify", "-from", anchor)
+	if v.code != 0 || !strings.HasPrefix(v.stdout, "ok: 3 events, chain intact; head 3:") {
+		t.Fatalf("audit verify -from %s: %d %q %s", anchor, v.code, v.stdout, v.stderr)
+	}
+	v = run(t, nil, r2.stdout, "audit", "verify")
+	if v.code != 1 || v.stderr != "agentid: standard input: audit: chain broken at sequence 2: first event has sequence 2, expected 1\n" {
+		t.Fatalf("audit verify without -from: %d %q", v.code, v.stderr)
+	}
+	wrong := "1:" + strings.Repeat("0", 64)
+	v = run(t, nil, r2.stdout, "audit", "verify", "-from", wrong)
+	if v.code != 1 || v.stderr != "agentid: standard input: audit: chain broken at sequence 2: first event's prev-hash does not match the anchor\n" {
+		t.Fatalf("audit verify -from a wrong anchor: %d %q", v.code, v.stderr)
+	}
+
 	tampered := strings.Replace(r.stdout, `"campaigns:read compliance:check"`, `"campaigns:read compliance:check crm:write"`, 1)
 	if tampered == r.stdout {
 		t.Fatal("fixture: nothing to tamper with")
