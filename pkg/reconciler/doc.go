@@ -40,7 +40,7 @@
 // and the previous set stays. Every agent needs a selector of the agent
 // attestor's type (Config.SelectorType, "aiagent" by default), so that a
 // process the attestor failed to recognise matches no agent entry and gets
-// no agent identity (DESIGN §3.1). Until the first SetAgents the reconciler
+// no agent identity. Until the first SetAgents the reconciler
 // writes nothing: a server that failed to read its configuration must not
 // delete every agent entry.
 //

@@ -50,7 +50,7 @@ type Config struct {
 	// DefaultPrefix.
 	Prefix string
 	// SelectorType is the agent attestor's selector type; every agent must
-	// have a selector of this type (DESIGN §3.1: an attestor failure then
+	// have a selector of this type (an attestor failure then
 	// yields no identity). Default DefaultSelectorType.
 	SelectorType string
 	// Interval between passes when nothing triggers one. Default

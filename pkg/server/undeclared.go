@@ -15,7 +15,7 @@ import (
 const RevokeReasonUndeclared = "agent no longer declared"
 
 // RevokeUndeclared revokes every active delegation held by an agent that is
-// not declared (DESIGN §3.7: disabling an agent is removing its declaration;
+// not declared (disabling an agent is removing its declaration;
 // the reconciler deletes its SPIRE entry and this ends its authority). The
 // cascade takes their sub-delegations. Run calls it at start-up, before the
 // first request; it returns how many delegations it revoked directly.

@@ -99,7 +99,7 @@ func (sc *scenario) step1(t *testing.T) {
 // agentid-server for a delegation over mTLS, fetches a delegated JWT-SVID
 // and calls the example service over mTLS; the service answers with the
 // agent, alice, the granted scopes and the chain, and the token carries
-// exactly the claims of DESIGN §5.
+// exactly the claims pkg/claims defines.
 func (sc *scenario) step2(t *testing.T) {
 	st := sc.st
 	begin := time.Now()
@@ -284,7 +284,7 @@ func (sc *scenario) step5(t *testing.T) {
 
 	// A token stolen from market-analysis and replayed over another
 	// agent's mTLS connection: the service binds the token to the peer
-	// (DESIGN §3.5) and refuses it, whether the thief is outside the chain
+	// (pkg/verify) and refuses it, whether the thief is outside the chain
 	// or is the very agent that delegated to market-analysis.
 	for _, thief := range []struct {
 		name string

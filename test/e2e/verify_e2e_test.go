@@ -79,7 +79,7 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 }
 
-// checkClaims compares a delegated token's claims with what DESIGN §5
+// checkClaims compares a delegated token's claims with what pkg/claims
 // says the composer writes for delegation d, exactly: no claim more, none
 // less. exp and iat are checked for their relation only: the entry's
 // five-minute JWT-SVID lifetime, never beyond the delegation.

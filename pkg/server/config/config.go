@@ -112,7 +112,8 @@ type Issuer struct {
 // the host); the user's token and the rule still apply there.
 const CallerLocal = policy.CallerLocal
 
-// Rule is one policy rule (DESIGN §7).
+// Rule is one policy rule: Name, When (a CEL condition), Scopes, MaxTTL,
+// MaxDepth and Callers, as pkg/policy documents them.
 type Rule struct {
 	Name     string        `yaml:"name"`
 	When     string        `yaml:"when"`

@@ -187,3 +187,37 @@ func BenchmarkDiskPerDelegation(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDiskPerIssuanceEvent appends 100,000 token-issued events, in
+// batches of 200 as the composer's records arrive, and reports the file
+// size per event: what every delegated token costs the audit log's volume.
+//
+//	go test -run '^$' -bench DiskPerIssuanceEvent -benchtime 1x ./pkg/store/boltstore
+func BenchmarkDiskPerIssuanceEvent(b *testing.B) {
+	const n, batch = 100_000, 200
+	for b.Loop() {
+		s := benchStore(b, Options{})
+		evs := make([]audit.Event, 0, batch)
+		for i := range n {
+			evs = append(evs, audit.Event{Time: time.Unix(1_764_212_645, int64(i)), Type: audit.TypeTokenIssued,
+				Actor: "spiffe://example.org/agent/bench", DelegationID: "dlg_0123456789abcdefghjkmnpqrs",
+				Agent: "spiffe://example.org/agent/bench", User: "https://idp.example.com#alice",
+				Detail: map[string]string{"audience": fmt.Sprintf("spiffe://example.org/svc/target-%09d", i),
+					"expires_at": "2026-11-27T03:04:05Z", "recorded_by": "local:uid:1000"}})
+			if len(evs) == batch {
+				if err := s.AppendEvents(context.Background(), evs...); err != nil {
+					b.Fatal(err)
+				}
+				evs = evs[:0]
+			}
+		}
+		info, err := os.Stat(s.Path())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(info.Size())/n, "file-bytes/event")
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -25,7 +25,7 @@
 //		"-agent", stack.Orchestrator.String(), "-scope", "campaigns:read", "-token-file", alice.TokenFile)
 //
 // Every process here runs as the same user, so agents are told apart the way
-// DESIGN §6 intends, by their manifests: each declared agent's entry
+// the attestor intends (pkg/plugin/workloadattestor/aiagent), by their manifests: each declared agent's entry
 // requires aiagent:name:<name> and aiagent:signer:release-e2e, and the stack
 // writes a signed manifest per agent. A process is attested as an agent by
 // starting it with that manifest in AGENTID_MANIFEST (WorkloadEnv does it):
