@@ -3,6 +3,7 @@ package agentclient
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -167,6 +168,63 @@ func (s *ServerClient) RevokeDelegation(ctx context.Context, id delegation.ID, r
 		return Revocation{}, err
 	}
 	return out, nil
+}
+
+// GetDelegation reads one delegation the agent may see: one it holds, one
+// it is in the chain of, or one it created. Any other id is NotFound, as an
+// unknown one is, so ids cannot be probed.
+func (s *ServerClient) GetDelegation(ctx context.Context, id delegation.ID) (*delegation.Delegation, error) {
+	if id.IsZero() {
+		return nil, fmt.Errorf("%w: delegation id is required", ErrInvalidRequest)
+	}
+	var p peer.Peer
+	resp, err := s.client.GetDelegation(ctx, &delegationv1.GetDelegationRequest{Id: id.String()}, grpc.Peer(&p))
+	if err != nil {
+		return nil, callError("get delegation", err, &p)
+	}
+	return decodeDelegation(resp.GetDelegation())
+}
+
+// ListRequest selects a page of the delegations the agent holds.
+type ListRequest struct {
+	// State, when not StateUnspecified, selects delegations in that state
+	// now (StateActive leaves out expired ones).
+	State delegation.State
+	// PageSize is the most delegations to return, 0 for the server's
+	// default (100); at most 1000 are returned.
+	PageSize int
+	// PageToken is the token a previous page returned; empty for the first.
+	PageToken string
+}
+
+// ListDelegations returns one page of the delegations the agent holds (the
+// server shows a caller that is not an admin only its own) and the token
+// of the next page, empty on the last. A page filtered by state may hold
+// fewer than PageSize delegations and still not be the last.
+func (s *ServerClient) ListDelegations(ctx context.Context, req ListRequest) ([]*delegation.Delegation, string, error) {
+	if req.PageSize < 0 || req.PageSize > math.MaxInt32 {
+		return nil, "", fmt.Errorf("%w: page size %d out of range", ErrInvalidRequest, req.PageSize)
+	}
+	state := apiconv.StateToProto(req.State)
+	if req.State != delegation.StateUnspecified && state == delegationv1.State_STATE_UNSPECIFIED {
+		return nil, "", fmt.Errorf("%w: unknown state %d", ErrInvalidRequest, req.State)
+	}
+	var p peer.Peer
+	resp, err := s.client.ListDelegations(ctx, &delegationv1.ListDelegationsRequest{
+		State: state, PageSize: int32(req.PageSize), PageToken: req.PageToken,
+	}, grpc.Peer(&p))
+	if err != nil {
+		return nil, "", callError("list delegations", err, &p)
+	}
+	out := make([]*delegation.Delegation, 0, len(resp.GetDelegations()))
+	for _, pd := range resp.GetDelegations() {
+		d, err := decodeDelegation(pd)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, d)
+	}
+	return out, resp.GetNextPageToken(), nil
 }
 
 func checkGrant(agent spiffeid.ID, scopes []string, ttl time.Duration) error {

@@ -3,6 +3,7 @@ package agentclient_test
 import (
 	"errors"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -38,6 +39,49 @@ func TestServerCreateSubRevoke(t *testing.T) {
 	}
 	if len(rev.IDs) != 2 || rev.IDs[0] != root.ID || rev.IDs[1] != sub.ID || rev.Delegation.State != delegation.StateRevoked {
 		t.Fatalf("revocation %+v", rev)
+	}
+}
+
+// The agent reads back what it holds: one delegation by id, and its own
+// delegations page by page and by state.
+func TestServerGetList(t *testing.T) {
+	f := newFixture(t)
+	ctx := servertest.Ctx(t)
+	s := f.server(t)
+	a, b := f.delegate(t), f.delegate(t)
+	got, err := s.GetDelegation(ctx, a.ID)
+	if err != nil || got.ID != a.ID || got.Agent != servertest.Orchestrator || got.Scopes.String() != a.Scopes.String() ||
+		!got.ExpiresAt.Equal(a.ExpiresAt) || got.State != delegation.StateActive {
+		t.Fatalf("get: %+v, %v", got, err)
+	}
+	page, next, err := s.ListDelegations(ctx, agentclient.ListRequest{PageSize: 1})
+	if err != nil || len(page) != 1 || page[0].ID != a.ID || next == "" {
+		t.Fatalf("first page: %v, %q, %v", page, next, err)
+	}
+	page, last, err := s.ListDelegations(ctx, agentclient.ListRequest{PageSize: 1, PageToken: next})
+	if err != nil || len(page) != 1 || page[0].ID != b.ID {
+		t.Fatalf("second page: %v, %q, %v", page, last, err)
+	}
+	if _, err := s.RevokeDelegation(ctx, a.ID, "done"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		state delegation.State
+		want  []delegation.ID
+	}{
+		{delegation.StateActive, []delegation.ID{b.ID}},
+		{delegation.StateRevoked, []delegation.ID{a.ID}},
+		{delegation.StateExpired, nil},
+		{delegation.StateUnspecified, []delegation.ID{a.ID, b.ID}},
+	} {
+		page, _, err := s.ListDelegations(ctx, agentclient.ListRequest{State: tt.state})
+		var ids []delegation.ID
+		for _, d := range page {
+			ids = append(ids, d.ID)
+		}
+		if err != nil || !slices.Equal(ids, tt.want) {
+			t.Fatalf("list %s: %v, %v; want %v", tt.state, ids, err, tt.want)
+		}
 	}
 }
 
@@ -85,6 +129,26 @@ func TestServerErrors(t *testing.T) {
 			_, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{Parent: root.ID, Agent: servertest.Writer, Scopes: []string{"campaigns:read"}, TTL: time.Minute})
 			return err
 		}, codes.PermissionDenied, nil, ""},
+		{"get zero id", func() error {
+			_, err := s.GetDelegation(ctx, delegation.ID{})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: delegation id is required"},
+		{"list negative page size", func() error {
+			_, _, err := s.ListDelegations(ctx, agentclient.ListRequest{PageSize: -1})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: page size -1 out of range"},
+		{"list unknown state", func() error {
+			_, _, err := s.ListDelegations(ctx, agentclient.ListRequest{State: delegation.State(42)})
+			return err
+		}, codes.Unknown, agentclient.ErrInvalidRequest, "agentclient: invalid request: unknown state 42"},
+		{"get unknown id", func() error {
+			_, err := s.GetDelegation(ctx, delegation.MustParseID("dlg_01jd0000000000000000000000"))
+			return err
+		}, codes.NotFound, nil, ""},
+		{"list with a token of another listing", func() error {
+			_, _, err := s.ListDelegations(ctx, agentclient.ListRequest{PageToken: "not a token"})
+			return err
+		}, codes.InvalidArgument, nil, ""},
 		{"unknown parent", func() error {
 			_, err := s.CreateSubDelegation(ctx, agentclient.SubDelegationRequest{Parent: delegation.MustParseID("dlg_01jd0000000000000000000000"), Agent: servertest.Analyst, Scopes: []string{"campaigns:read"}, TTL: time.Minute})
 			return err

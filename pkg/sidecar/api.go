@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,6 +96,13 @@ type DelegationResponse struct {
 	Delegation *delegation.Delegation `json:"delegation"`
 }
 
+// ListResponse answers GET /v1/delegations: one page.
+type ListResponse struct {
+	Delegations []*delegation.Delegation `json:"delegations"`
+	// NextPageToken fetches the next page (?page_token=); empty on the last.
+	NextPageToken string `json:"next_page_token"`
+}
+
 // RevokeResponse answers DELETE /v1/delegations/{id}.
 type RevokeResponse struct {
 	RevokedIDs []delegation.ID        `json:"revoked_ids"`
@@ -109,6 +117,8 @@ func (s *Sidecar) apiHandler() http.Handler {
 	mux.HandleFunc("POST /v1/delegations", s.counted("create", s.createDelegation))
 	mux.HandleFunc("POST /v1/delegations/{id}/sub", s.counted("sub", s.subDelegation))
 	mux.HandleFunc("DELETE /v1/delegations/{id}", s.counted("revoke", s.revokeDelegation))
+	mux.HandleFunc("GET /v1/delegations/{id}", s.counted("get", s.getDelegation))
+	mux.HandleFunc("GET /v1/delegations", s.counted("list", s.listDelegations))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "sidecar: no such endpoint")
 	})
@@ -326,6 +336,83 @@ func (s *Sidecar) revokeDelegation(w http.ResponseWriter, r *http.Request) strin
 	return outcomeOK
 }
 
+// getDelegation answers GET /v1/delegations/{id}: a delegation the agent
+// holds, made or is in the chain of; any other id is 404, as an unknown one.
+func (s *Sidecar) getDelegation(w http.ResponseWriter, r *http.Request) string {
+	if code := s.serverConfigured(w); code != "" {
+		return code
+	}
+	id, code := pathID(w, r)
+	if code != "" {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
+	defer cancel()
+	d, err := s.server.GetDelegation(ctx, id)
+	if err != nil {
+		return s.serverError(w, err)
+	}
+	writeJSON(w, http.StatusOK, DelegationResponse{Delegation: s.effective(d)})
+	return outcomeOK
+}
+
+// listStates are the values of GET /v1/delegations?state=.
+var listStates = map[string]delegation.State{
+	"": delegation.StateUnspecified, "active": delegation.StateActive,
+	"revoked": delegation.StateRevoked, "expired": delegation.StateExpired,
+}
+
+// listDelegations answers GET /v1/delegations: a page of the delegations
+// the agent holds, optionally in one state (?state=active|revoked|expired),
+// ?page_size= (0..1000) and ?page_token= from the previous page.
+func (s *Sidecar) listDelegations(w http.ResponseWriter, r *http.Request) string {
+	if code := s.serverConfigured(w); code != "" {
+		return code
+	}
+	q := r.URL.Query()
+	for k, v := range q {
+		if len(v) != 1 {
+			return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: "+truncate(k)+": given more than once")
+		}
+		if k != "state" && k != "page_size" && k != "page_token" {
+			return writeError(w, http.StatusBadRequest, codeInvalidRequest, fmt.Sprintf("sidecar: unknown parameter %q", truncate(k)))
+		}
+	}
+	state, ok := listStates[q.Get("state")]
+	if !ok {
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: state: want active, revoked or expired")
+	}
+	size := 0
+	if v := q.Get("page_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1000 {
+			return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: page_size: want 0..1000")
+		}
+		size = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
+	defer cancel()
+	list, next, err := s.server.ListDelegations(ctx, agentclient.ListRequest{State: state, PageSize: size, PageToken: q.Get("page_token")})
+	if err != nil {
+		return s.serverError(w, err)
+	}
+	out := ListResponse{Delegations: make([]*delegation.Delegation, len(list)), NextPageToken: next}
+	for i, d := range list {
+		out.Delegations[i] = s.effective(d)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return outcomeOK
+}
+
+// effective is d with its state as of now: the server decodes an expired
+// delegation as stored (active), and an agent reading "active" past
+// expires_at would be misled.
+func (s *Sidecar) effective(d *delegation.Delegation) *delegation.Delegation {
+	c := *d
+	c.State = d.EffectiveState(s.config.Clock())
+	return &c
+}
+
 // serverConfigured answers 501 without a server, returning the code, or
 // returns "".
 func (s *Sidecar) serverConfigured(w http.ResponseWriter) string {
@@ -340,7 +427,14 @@ func (s *Sidecar) serverError(w http.ResponseWriter, err error) string {
 	if errors.Is(err, agentclient.ErrInvalidRequest) {
 		return writeError(w, http.StatusBadRequest, codeInvalidRequest, err.Error())
 	}
+	// The server's own status, not FromError's: that one's message is the
+	// whole wrapped text ("agentclient: ...: rpc error: code = ... desc = ..."),
+	// and the agent needs the server's words.
 	st, _ := status.FromError(err)
+	var grpcErr interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &grpcErr) {
+		st = grpcErr.GRPCStatus()
+	}
 	if errors.Is(err, agentclient.ErrPeerNotAuthorized) {
 		s.log.Error("agentid-server presented an unexpected SPIFFE ID", "error", err.Error())
 		return writeError(w, http.StatusBadGateway, codeServerIdentity, "sidecar: agentid-server presented an unexpected SPIFFE ID")

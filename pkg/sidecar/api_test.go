@@ -3,6 +3,7 @@ package sidecar_test
 import (
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,6 +139,19 @@ func TestAPIRefuses(t *testing.T) {
 		{"sub to a disallowed agent", "POST", "/v1/delegations/" + id + "/sub",
 			`{"agent_id":"spiffe://example.org/agent/writer","scopes":["campaigns:read"],"ttl":"1m"}`, nil, 403, "permission_denied", ""},
 		{"revoke unknown", "DELETE", "/v1/delegations/" + unknown, nil, nil, 404, "not_found", ""},
+		{"get unknown", "GET", "/v1/delegations/" + unknown, nil, nil, 404, "not_found", "agentid-server: id: no such delegation"},
+		{"get malformed id", "GET", "/v1/delegations/nope", nil, nil, 400, "invalid_request",
+			"sidecar: delegation id: delegation: invalid delegation id: length 4, want 30"},
+		{"list bad state", "GET", "/v1/delegations?state=alive", nil, nil, 400, "invalid_request",
+			"sidecar: state: want active, revoked or expired"},
+		{"list bad page size", "GET", "/v1/delegations?page_size=1001", nil, nil, 400, "invalid_request",
+			"sidecar: page_size: want 0..1000"},
+		{"list repeated parameter", "GET", "/v1/delegations?state=active&state=revoked", nil, nil, 400, "invalid_request",
+			"sidecar: state: given more than once"},
+		{"list unknown parameter", "GET", "/v1/delegations?agent_id=spiffe://example.org/agent/writer", nil, nil, 400, "invalid_request",
+			`sidecar: unknown parameter "agent_id"`},
+		{"list bad page token", "GET", "/v1/delegations?page_token=nope", nil, nil, 400, "invalid_request",
+			"agentid-server: store: invalid argument: malformed page token"},
 		{"wrong content type", "POST", "/v1/delegations", nil, []string{"Content-Type: text/plain"}, 415, "unsupported_media_type",
 			"sidecar: Content-Type must be application/json"},
 		{"browser origin", "GET", "/v1/token?" + aud + "&delegation=" + id, nil, []string{"Origin: https://evil.example"}, 403, "browser_request_refused",
@@ -157,6 +171,65 @@ func TestAPIRefuses(t *testing.T) {
 				t.Fatalf("a user token was echoed: body %s\nlogs %s", r.body, f.logs.String())
 			}
 		})
+	}
+}
+
+// The agent reads back its delegations: one by id, and its own page by
+// page and by state, with the state as of now.
+func TestDelegationReadBack(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.delegate(t), f.delegate(t)
+	type view struct {
+		ID     string   `json:"id"`
+		Agent  string   `json:"agent"`
+		Scopes []string `json:"scopes"`
+		State  string   `json:"state"`
+		Intent string   `json:"intent"`
+	}
+	var got struct{ Delegation view }
+	r := f.do(t, "GET", f.api+"/v1/delegations/"+a, nil)
+	if r.status != 200 {
+		t.Fatalf("get: %d %s", r.status, r.body)
+	}
+	r.decode(t, &got)
+	if got.Delegation.ID != a || got.Delegation.Agent != servertest.Orchestrator.String() || got.Delegation.State != "active" ||
+		strings.Join(got.Delegation.Scopes, " ") != "campaigns:read compliance:check" || got.Delegation.Intent != "check Q3" {
+		t.Fatalf("get: %s", r.body)
+	}
+	list := func(query string) ([]string, string) {
+		t.Helper()
+		r := f.do(t, "GET", f.api+"/v1/delegations"+query, nil)
+		if r.status != 200 {
+			t.Fatalf("list %s: %d %s", query, r.status, r.body)
+		}
+		var out struct {
+			Delegations   []view `json:"delegations"`
+			NextPageToken string `json:"next_page_token"`
+		}
+		r.decode(t, &out)
+		var ids []string
+		for _, d := range out.Delegations {
+			ids = append(ids, d.ID+":"+d.State)
+		}
+		return ids, out.NextPageToken
+	}
+	first, next := list("?page_size=1")
+	second, last := list("?page_size=1&page_token=" + next)
+	if !slices.Equal(first, []string{a + ":active"}) || !slices.Equal(second, []string{b + ":active"}) || next == "" {
+		t.Fatalf("pages %v %v (next %q, last %q)", first, second, next, last)
+	}
+	if r := f.do(t, "DELETE", f.api+"/v1/delegations/"+a, nil); r.status != 200 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	for query, want := range map[string][]string{
+		"?state=active":  {b + ":active"},
+		"?state=revoked": {a + ":revoked"},
+		"?state=expired": nil,
+		"":               {a + ":revoked", b + ":active"},
+	} {
+		if got, _ := list(query); !slices.Equal(got, want) {
+			t.Errorf("list %q = %v, want %v", query, got, want)
+		}
 	}
 }
 

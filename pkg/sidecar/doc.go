@@ -4,13 +4,14 @@
 // the agent's X509-SVID from the SPIRE Workload API, and offers two things:
 //
 //   - a local JSON API: the agent's identity, delegated JWT-SVIDs
-//     (GET /v1/token?audience=…&delegation=…), and creating, sub-delegating
-//     and revoking delegations at agentid-server;
+//     (GET /v1/token?audience=…&delegation=…), and creating, sub-delegating,
+//     revoking, reading and listing delegations at agentid-server;
 //   - an egress proxy: the agent sends plain HTTP with an
 //     X-Agentid-Delegation header to a route name (as the Host, or through
 //     HTTP_PROXY); the sidecar dials the route's upstream with mTLS, checks
 //     its SPIFFE ID, attaches the delegated JWT-SVID as a bearer token and
-//     strips whatever Authorization or X-Agentid-* header the agent sent.
+//     strips whatever Authorization, X-Agentid-* or client-identity header
+//     (X-Forwarded-*, X-Real-Ip, ...) the agent sent.
 //
 // Start it from a configuration file:
 //

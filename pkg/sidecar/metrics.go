@@ -23,7 +23,7 @@ const outcomeCanceled = "canceled"
 var (
 	tokenOutcomes = []string{outcomeOK, codeInvalidRequest, codeDelegationDenied, codeNoIdentity, codeSPIREUnavailable}
 
-	delegationOps      = []string{"create", "sub", "revoke"}
+	delegationOps      = []string{"create", "sub", "revoke", "get", "list"}
 	delegationOutcomes = []string{outcomeOK, codeNotConfigured, codeInvalidRequest, codeUnsupportedMedia, codeTooLarge,
 		codeUnauthenticated, codePermissionDenied, codeNotFound, codeFailedPrecondition,
 		codeServerUnavailable, codeServerIdentity, codeServerError}
@@ -69,7 +69,7 @@ func newMetrics(s *Sidecar) (*metrics, error) {
 	}, []string{"outcome"})
 	delegations := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agentid_sidecar_delegation_requests_total",
-		Help: "Delegation API requests (create, sub, revoke) by outcome: ok or the error code answered.",
+		Help: "Delegation API requests (create, sub, revoke, get, list) by outcome: ok or the error code answered.",
 	}, []string{"operation", "outcome"})
 	m.apiRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "agentid_sidecar_api_browser_requests_refused_total",
