@@ -193,6 +193,29 @@ func (sc *scenario) step3(t *testing.T) {
 		t.Fatalf("the python agent's delegation after it finished: %s", out)
 	}
 	checkAnswer(t, "service's answer to the python agent", stdout, stack.Research, d)
+
+	// The agent reads its delegation back through the sidecar, as
+	// agentid-server has it: revoked, with the reason it gave.
+	var back struct {
+		Delegation struct {
+			ID           string `json:"id"`
+			State        string `json:"state"`
+			RevokeReason string `json:"revoke_reason"`
+		} `json:"delegation"`
+	}
+	getJSON(t, sidecar.APIURL+"/v1/delegations/"+id, &back)
+	if back.Delegation.ID != id || back.Delegation.State != "revoked" || back.Delegation.RevokeReason != "task done" {
+		t.Fatalf("the sidecar's view of %s: %+v", id, back)
+	}
+	var held struct {
+		Delegations []struct {
+			ID string `json:"id"`
+		} `json:"delegations"`
+	}
+	getJSON(t, sidecar.APIURL+"/v1/delegations?state=revoked", &held)
+	if len(held.Delegations) != 1 || held.Delegations[0].ID != id {
+		t.Fatalf("the sidecar lists the research assistant's revoked delegations as %+v, want [%s]", held, id)
+	}
 }
 
 // step4: the orchestrator passes campaigns:read on to market-analysis; a
