@@ -291,6 +291,23 @@ func (f *fixture) do(tb testing.TB, method, url string, body any, headers ...str
 }
 
 // delegate creates alice's delegation to the orchestrator through the API.
+// proxyGet sends a GET for path through the egress proxy to the crm route
+// under delegation id, and fails the test if no answer comes.
+func (f *fixture) proxyGet(tb testing.TB, path, id string) *http.Response {
+	tb.Helper()
+	req, err := http.NewRequest("GET", f.proxy+path, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Host = "crm"
+	req.Header.Set("X-Agentid-Delegation", id)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp
+}
+
 func (f *fixture) delegate(tb testing.TB) string {
 	tb.Helper()
 	r := f.do(tb, "POST", f.api+"/v1/delegations", map[string]any{

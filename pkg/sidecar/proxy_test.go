@@ -229,13 +229,7 @@ func TestProxyDropsHopByHopAndForwardingHeaders(t *testing.T) {
 func TestProxyDropsUpstreamHopByHopHeaders(t *testing.T) {
 	f := newFixture(t)
 	id := f.delegate(t)
-	req, _ := http.NewRequest("GET", f.proxy+"/hop", nil)
-	req.Host = "crm"
-	req.Header.Set("X-Agentid-Delegation", id)
-	resp, err := f.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := f.proxyGet(t, "/hop", id)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || resp.Header.Get("X-Kept") != "1" || resp.Header.Get("X-Up-Hop") != "" ||
 		resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("Connection") != "" {
@@ -251,13 +245,7 @@ func TestProxyStreamsEachEvent(t *testing.T) {
 	// agent has read the first.
 	for _, ct := range []string{"text/event-stream", "Text/Event-Stream; charset=utf-8", "application/x-ndjson"} {
 		t.Run(ct, func(t *testing.T) {
-			req, _ := http.NewRequest("GET", f.proxy+"/events?type="+url.QueryEscape(ct), nil)
-			req.Host = "crm"
-			req.Header.Set("X-Agentid-Delegation", id)
-			resp, err := f.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
+			resp := f.proxyGet(t, "/events?type="+url.QueryEscape(ct), id)
 			defer resp.Body.Close()
 			first := make([]byte, len("data: 1\n\n"))
 			if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "data: 1\n\n" {
@@ -275,13 +263,7 @@ func TestProxyStreamsEachEvent(t *testing.T) {
 func TestProxyPassesTrailers(t *testing.T) {
 	f := newFixture(t)
 	id := f.delegate(t)
-	req, _ := http.NewRequest("GET", f.proxy+"/trailer", nil)
-	req.Host = "crm"
-	req.Header.Set("X-Agentid-Delegation", id)
-	resp, err := f.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := f.proxyGet(t, "/trailer", id)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || string(body) != "body" || resp.Trailer.Get("X-Sum") != "42" {
@@ -294,13 +276,7 @@ func TestProxyAbortsTruncatedAnswer(t *testing.T) {
 	id := f.delegate(t)
 	// The upstream drops the connection mid-answer: the agent must see a
 	// truncated body, never a complete one.
-	req, _ := http.NewRequest("GET", f.proxy+"/truncate", nil)
-	req.Host = "crm"
-	req.Header.Set("X-Agentid-Delegation", id)
-	resp, err := f.client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := f.proxyGet(t, "/truncate", id)
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if !errors.Is(err, io.ErrUnexpectedEOF) || string(body) != "partial" {

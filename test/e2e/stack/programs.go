@@ -211,20 +211,7 @@ func (s *Stack) StartExtAuthz(t testing.TB, opts ExtAuthzOptions) *ExtAuthz {
 // adminReady asks agentid-extauthz's /readyz once. agentid-extauthz binds
 // its ext_authz listener before the admin one, so a 200 here means both
 // listen and the revocation snapshot is in.
-func (ea *ExtAuthz) adminReady() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ea.AdminAddr+"/readyz", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("/readyz: %s", resp.Status)
-	}
-	return nil
-}
+func (ea *ExtAuthz) adminReady() error { return readyz(ea.AdminAddr) }
 
 // ChecksTotal reads agentid_extauthz_checks_total from /metrics, summed
 // over its labels: how many Check calls agentid-extauthz answered. Only

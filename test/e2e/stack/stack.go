@@ -289,10 +289,13 @@ func (s *Stack) WaitServerReady(t testing.TB) {
 }
 
 // serverReady asks agentid-server's /readyz once.
-func (s *Stack) serverReady() error {
+func (s *Stack) serverReady() error { return readyz(s.HTTPAddr) }
+
+// readyz asks the /readyz of the HTTP listener at addr once, bounded.
+func readyz(addr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.HTTPAddr+"/readyz", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/readyz", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
