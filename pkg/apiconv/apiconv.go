@@ -253,3 +253,28 @@ func EventFromProto(p *auditv1.Event) (audit.Event, error) {
 	copy(e.Hash[:], p.GetHash())
 	return e, nil
 }
+
+// AnchorToProto renders a point of the chain; nil for the zero Anchor (the
+// start of a log never pruned), which leaves the field unset.
+func AnchorToProto(a audit.Anchor) *auditv1.Anchor {
+	if a.IsZero() {
+		return nil
+	}
+	return &auditv1.Anchor{Sequence: a.Sequence, Hash: a.Hash[:]}
+}
+
+// AnchorFromProto decodes a point of the chain: an unset one is the zero
+// Anchor; a set one needs a sequence from 1 and a 32-byte hash.
+func AnchorFromProto(p *auditv1.Anchor) (audit.Anchor, error) {
+	var a audit.Anchor
+	if p == nil {
+		return a, nil
+	}
+	if p.GetSequence() == 0 || len(p.GetHash()) != len(a.Hash) {
+		return a, fmt.Errorf("apiconv: anchor must have a sequence from 1 and a %d-byte hash, got sequence %d and %d bytes",
+			len(a.Hash), p.GetSequence(), len(p.GetHash()))
+	}
+	a.Sequence = p.GetSequence()
+	copy(a.Hash[:], p.GetHash())
+	return a, nil
+}

@@ -51,7 +51,7 @@
 //
 // Fields: sequence (integer), time (string, see below), type (one of
 // delegation_created, sub_delegated, revoked, denied, token_issued,
-// agent_synced), actor, and optional delegation_id, agent, user (strings,
+// agent_synced, audit_pruned), actor, and optional delegation_id, agent, user (strings,
 // absent when empty), detail (object of string values, absent when empty),
 // prev_hash and hash (64 lower-case hex digits). ReadJSONL refuses a line
 // longer than MaxLineLength, unknown or repeated fields, and any time not

@@ -25,6 +25,9 @@ const (
 	TypeTokenIssued
 	// TypeAgentSynced: a declared agent's SPIRE entry was created, updated or deleted.
 	TypeAgentSynced
+	// TypeAuditPruned: the events up to an archived anchor were deleted from
+	// the store; Detail names the anchor the remaining log starts after.
+	TypeAuditPruned
 )
 
 // Hash is the SHA-256 of an event's canonical encoding.

@@ -25,6 +25,7 @@ func TestTypeNames(t *testing.T) {
 		{audit.TypeDenied, "denied"},
 		{audit.TypeTokenIssued, "token_issued"},
 		{audit.TypeAgentSynced, "agent_synced"},
+		{audit.TypeAuditPruned, "audit_pruned"},
 	}
 	for _, tt := range tests {
 		if got := tt.typ.String(); got != tt.name {
@@ -68,7 +69,7 @@ func TestValidate(t *testing.T) {
 			*e = audit.Event{Time: t0, Type: audit.TypeDenied, Actor: "local"}
 		}, ""},
 		{"unspecified type", func(e *audit.Event) { e.Type = audit.TypeUnspecified }, "audit: invalid event: type is unspecified"},
-		{"unknown type", func(e *audit.Event) { e.Type = 7 }, "audit: invalid event: type 7 is unknown"},
+		{"unknown type", func(e *audit.Event) { e.Type = 8 }, "audit: invalid event: type 8 is unknown"},
 		{"negative type", func(e *audit.Event) { e.Type = -1 }, "audit: invalid event: type -1 is unknown"},
 		{"zero time", func(e *audit.Event) { e.Time = time.Time{} }, "audit: invalid event: time is zero"},
 		{"time after year 9999", func(e *audit.Event) { e.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },

@@ -16,6 +16,7 @@ var typeNames = [...]string{
 	TypeDenied:            "denied",
 	TypeTokenIssued:       "token_issued",
 	TypeAgentSynced:       "agent_synced",
+	TypeAuditPruned:       "audit_pruned",
 }
 
 // String returns the type's stable name, e.g. "delegation_created". A value

@@ -86,6 +86,7 @@ func (c *command) auditExport(ctx context.Context, args []string) error {
 		return rpcError("audit export", err)
 	}
 	w := bufio.NewWriter(c.env.Stdout)
+	first := true
 	events := func(yield func(*audit.Event, error) bool) {
 		for {
 			msg, err := stream.Recv()
@@ -95,6 +96,20 @@ func (c *command) auditExport(ctx context.Context, args []string) error {
 			if err != nil {
 				yield(nil, rpcError("audit export", err))
 				return
+			}
+			if first {
+				first = false
+				base, err := apiconv.AnchorFromProto(msg.GetBase())
+				if err != nil {
+					yield(nil, fmt.Errorf("audit export: base: %w", err))
+					return
+				}
+				// The log was pruned past where the export was asked to
+				// start: say where it starts instead, on stderr so that
+				// stdout stays JSON Lines.
+				if base.Sequence > *after {
+					fmt.Fprintf(c.env.Stderr, "agentid: the log starts after %s; verify with -from %s\n", base, base)
+				}
 			}
 			for _, pe := range msg.Events {
 				ev, err := apiconv.EventFromProto(pe)
@@ -111,6 +126,45 @@ func (c *command) auditExport(ctx context.Context, args []string) error {
 		err = ferr
 	}
 	return err
+}
+
+// auditPrune deletes the log through an anchor, which the server checks
+// against the stored event: the head printed by `audit verify` for the last
+// archive, so that only verified, archived events are deleted.
+func (c *command) auditPrune(ctx context.Context, args []string) error {
+	fs := newFlags(c.env, "audit prune")
+	through := fs.String("through", "", "the last event to delete, as <sequence>:<hash>: the head that audit verify printed\n"+
+		"for the archive that holds it")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("audit prune: unexpected argument %q", fs.Arg(0))
+	}
+	if *through == "" {
+		return usagef("audit prune: -through <sequence>:<hash> is required")
+	}
+	anchor, err := audit.ParseAnchor(*through)
+	if err != nil {
+		return usagef("-through: %v", err)
+	}
+	conn, closeConn, err := c.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	resp, err := auditv1.NewAuditServiceClient(conn).PruneEvents(ctx, &auditv1.PruneEventsRequest{
+		ThroughSequence: anchor.Sequence, ThroughHash: anchor.Hash[:],
+	})
+	if err != nil {
+		return rpcError("audit prune", err)
+	}
+	base, err := apiconv.AnchorFromProto(resp.GetBase())
+	if err != nil {
+		return fmt.Errorf("audit prune: base: %w", err)
+	}
+	fmt.Fprintf(c.env.Stdout, "pruned %d events; the log now starts after %s\n", resp.GetPrunedCount(), base)
+	return nil
 }
 
 // auditVerify checks an export offline: no server is contacted.

@@ -1,6 +1,7 @@
 // Package cli is the agentid command line: delegate, sub-delegate, revoke,
 // read delegations, agents and the audit log from agentid-server, verify an
-// audit export offline, and inspect a JWT-SVID.
+// audit export offline, prune the archived part of the log, and inspect a
+// JWT-SVID.
 //
 // It talks to the server over its local unix socket (admins on the host) or
 // over mTLS with an X509-SVID from the Workload API (an agent or a front
@@ -70,8 +71,9 @@ commands:
   get            show one delegation
   list           list delegations
   agents         list declared agents and their SPIRE sync state
-  audit export   write the audit log as JSON Lines
-  audit verify   verify an audit export offline
+  audit export   write the audit log as JSON Lines (-after SEQ: only the events after it)
+  audit verify   verify an audit export offline (-from SEQ:HASH, -head SEQ:HASH)
+  audit prune    delete the events through an archived anchor (-through SEQ:HASH; admins)
   token inspect  decode a JWT-SVID and show agent, user, scopes, chain (no signature check)
 
 connection flags:
@@ -134,6 +136,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return c.auditExport(ctx, rest)
 	case "audit verify":
 		return c.auditVerify(rest)
+	case "audit prune":
+		return c.auditPrune(ctx, rest)
 	case "token inspect":
 		return c.tokenInspect(rest)
 	}

@@ -182,3 +182,65 @@ func TestTokenInspect(t *testing.T) {
 		t.Fatalf("bad token: %d %q", r.code, r.stderr)
 	}
 }
+
+// TestAuditArchiveThenPrune is the retention workflow: archive, verify,
+// prune through the verified head, and the next export starts after it,
+// says so on stderr and verifies with -from.
+func TestAuditArchiveThenPrune(t *testing.T) {
+	e := servertest.Start(t)
+	sock := "-socket=" + e.LocalAddr
+	env := map[string]string{cli.TokenEnv: e.AliceToken(t)}
+	for range 3 {
+		if r := run(t, env, "", sock, "delegate", "-agent", servertest.Orchestrator.String(), "-scope", "campaigns:read"); r.code != 0 {
+			t.Fatalf("delegate: %d %s", r.code, r.stderr)
+		}
+	}
+	r := run(t, nil, "", sock, "audit", "export")
+	if r.code != 0 || r.stderr != "" || strings.Count(r.stdout, "\n") != 3 {
+		t.Fatalf("audit export: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	v := run(t, nil, r.stdout, "audit", "verify")
+	if v.code != 0 || !strings.HasPrefix(v.stdout, "ok: 3 events, chain intact; head 3:") {
+		t.Fatalf("audit verify: %d %q %s", v.code, v.stdout, v.stderr)
+	}
+	head := strings.TrimSuffix(strings.TrimPrefix(v.stdout, "ok: 3 events, chain intact; head "), "\n")
+
+	// Refusals: a malformed anchor, none, and one that is not this log's.
+	wrong := "3:" + strings.Repeat("0", 64)
+	for _, tt := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"audit", "prune"}, 2, "agentid: audit prune: -through <sequence>:<hash> is required\n"},
+		{[]string{"audit", "prune", "-through", "3"}, 2, "agentid: -through: audit: invalid anchor: want <sequence>:<hash>\n"},
+		{[]string{"audit", "prune", "-through", head, "extra"}, 2, "agentid: audit prune: unexpected argument \"extra\"\n"},
+		{[]string{"audit", "prune", "-through", wrong}, 1, "agentid: audit prune: failedprecondition: store: anchor does not match the audit log: event 3 has hash " +
+			strings.TrimPrefix(head, "3:") + ", not " + strings.Repeat("0", 64) + "\n"},
+	} {
+		r := run(t, nil, "", append([]string{sock}, tt.args...)...)
+		if r.code != tt.code || !strings.HasSuffix(r.stderr, tt.stderr) || r.stdout != "" {
+			t.Errorf("%v: %d %q %q; want %d %q", tt.args, r.code, r.stdout, r.stderr, tt.code, tt.stderr)
+		}
+	}
+
+	p := run(t, nil, "", sock, "audit", "prune", "-through", head)
+	if p.code != 0 || p.stdout != "pruned 3 events; the log now starts after "+head+"\n" {
+		t.Fatalf("audit prune: %d %q %q", p.code, p.stdout, p.stderr)
+	}
+	r = run(t, nil, "", sock, "audit", "export")
+	if r.code != 0 || r.stderr != "agentid: the log starts after "+head+"; verify with -from "+head+"\n" ||
+		strings.Count(r.stdout, "\n") != 1 || !strings.Contains(r.stdout, `"type":"audit_pruned"`) {
+		t.Fatalf("audit export after the prune: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	v = run(t, nil, r.stdout, "audit", "verify", "-from", head)
+	if v.code != 0 || !strings.HasPrefix(v.stdout, "ok: 4 events, chain intact; head 4:") {
+		t.Fatalf("audit verify -from the base: %d %q %s", v.code, v.stdout, v.stderr)
+	}
+	// Continuing from the base, as an incremental archive does, is not
+	// news: nothing on stderr.
+	r = run(t, nil, "", sock, "audit", "export", "-after", "3")
+	if r.code != 0 || r.stderr != "" || strings.Count(r.stdout, "\n") != 1 {
+		t.Fatalf("audit export -after the base: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/store"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
+	"github.com/sirupsen/logrus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -72,41 +73,98 @@ func (a *auditService) ListEvents(ctx context.Context, req *auditv1.ListEventsRe
 
 // ExportEvents streams the log after after_sequence up to the last event
 // appended when the call started, in pages, so an export has a defined end
-// even while events keep coming.
+// even while events keep coming. A pruned log starts after its base: the
+// export then starts there too, and its first message carries the base, so
+// the client can tell the operator where the exported chain starts.
 func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportEventsResponse]) error {
 	ctx := stream.Context()
 	if err := a.reader(ctx); err != nil {
 		return err
+	}
+	// The base before the head: a prune between the two reads moves the
+	// base past events the export then misses, which the gap check below
+	// reports instead of sending a broken chain.
+	base, err := a.s.store.AuditBase(ctx)
+	if err != nil {
+		return a.s.storeError("read audit base", err)
 	}
 	head, err := a.s.store.AuditHead(ctx)
 	if err != nil {
 		return a.s.storeError("read audit head", err)
 	}
 	page := store.Page{Size: store.MaxPageSize}
-	f := store.EventFilter{AfterSeq: req.GetAfterSequence()}
+	after := max(req.GetAfterSequence(), base.Sequence)
+	f := store.EventFilter{AfterSeq: after}
+	msg := &auditv1.ExportEventsResponse{Base: apiconv.AnchorToProto(base)}
+	next := after + 1
 	for {
-		events, next, err := a.s.store.ListEvents(ctx, f, page)
+		events, token, err := a.s.store.ListEvents(ctx, f, page)
 		if err != nil {
 			return a.s.storeError("export events", err)
 		}
-		msg := &auditv1.ExportEventsResponse{}
 		for i := range events {
 			if events[i].Sequence > head.Sequence {
-				next = ""
+				token = ""
 				break
 			}
+			if events[i].Sequence != next {
+				// Only a prune running during the export skips events.
+				return status.Errorf(codes.Aborted, "the audit log was pruned during the export: event %d is gone; export again", next)
+			}
+			next++
 			msg.Events = append(msg.Events, apiconv.EventToProto(&events[i]))
 		}
-		if len(msg.Events) > 0 {
+		if len(msg.Events) > 0 || msg.Base != nil {
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
 		}
-		if next == "" {
+		if token == "" {
 			return nil
 		}
-		page.Token = next
+		page.Token = token
+		msg = &auditv1.ExportEventsResponse{}
 	}
+}
+
+// PruneEvents deletes the log up to an anchor the caller archived. The
+// store checks the anchor against the stored event and records the prune
+// in the log itself, with the caller as actor.
+func (a *auditService) PruneEvents(ctx context.Context, req *auditv1.PruneEventsRequest) (*auditv1.PruneEventsResponse, error) {
+	c := callerOf(ctx)
+	if !a.s.access.canPruneAudit(c) {
+		a.s.deny(ctx, "PruneEvents", c, "not_allowed", "", audit.Event{})
+		return nil, status.Error(codes.PermissionDenied, "only admins may prune the audit log")
+	}
+	var through audit.Anchor
+	if req.GetThroughSequence() == 0 {
+		return nil, status.Error(codes.InvalidArgument, "through_sequence: is required")
+	}
+	if n := len(req.GetThroughHash()); n != len(through.Hash) {
+		return nil, status.Errorf(codes.InvalidArgument, "through_hash: must be %d bytes, got %d", len(through.Hash), n)
+	}
+	through.Sequence = req.GetThroughSequence()
+	copy(through.Hash[:], req.GetThroughHash())
+	ev := audit.Event{Time: a.s.clock(), Type: audit.TypeAuditPruned, Actor: c.String()}
+	n, err := a.s.store.PruneEvents(ctx, through, ev)
+	switch {
+	case errors.Is(err, store.ErrInvalidArgument):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, store.ErrAnchorMismatch):
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case err != nil && n > 0:
+		// The prune is committed and the events are gone from every read;
+		// only the deletion of their bytes failed, and the store finishes
+		// it on its next Open. Failing the call would make the caller retry
+		// a prune that is already done.
+		a.s.metrics.storeErrors.Inc()
+		a.s.log.WithError(err).Error("Audit log pruned, but deleting the pruned events failed")
+	case err != nil:
+		return nil, a.s.storeError("prune audit events", err)
+	}
+	a.s.metrics.auditPruned.Add(float64(n))
+	a.s.log.WithFields(logrus.Fields{"caller": c.String(), "through": through.String(), "pruned": n}).Info("Audit log pruned")
+	return &auditv1.PruneEventsResponse{PrunedCount: uint64(n), Base: apiconv.AnchorToProto(through)}, nil
 }
 
 // RecordTokenIssuance appends one token-issued event per record, all or

@@ -81,3 +81,8 @@ func (a access) canWatch(c Caller, revokedOnly bool) bool {
 // canRecordIssuance: the composer on the local socket only, so no workload
 // can write issuance records.
 func (a access) canRecordIssuance(c Caller) bool { return c.Local }
+
+// canPruneAudit: admins only. Pruning deletes history for good; the
+// caller must hold a verified archive, which readers may make, but only
+// admins decide the retention.
+func (a access) canPruneAudit(c Caller) bool { return a.isAdmin(c) }

@@ -14,6 +14,7 @@ type metrics struct {
 	deniedSuppressed prometheus.Counter
 	watchers         prometheus.Gauge
 	issuances        prometheus.Counter
+	auditPruned      prometheus.Counter
 	storeErrors      prometheus.Counter
 	requests         *prometheus.CounterVec
 	latency          *prometheus.HistogramVec
@@ -39,6 +40,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		issuances: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentid_token_issuances_recorded_total", Help: "Delegated JWT-SVID issuances recorded from the composer.",
 		}),
+		auditPruned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agentid_audit_events_pruned_total", Help: "Audit events deleted by PruneEvents.",
+		}),
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agentid_store_errors_total", Help: "Store operations that failed (requests failed closed).",
 		}),
@@ -51,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"method"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.created, m.revoked, m.denied, m.deniedSuppressed, m.watchers, m.issuances, m.storeErrors, m.requests, m.latency} {
+		for _, c := range []prometheus.Collector{m.created, m.revoked, m.denied, m.deniedSuppressed, m.watchers, m.issuances, m.auditPruned, m.storeErrors, m.requests, m.latency} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -28,6 +28,11 @@ var (
 	// not reached: the caller's state comes from another store (restored
 	// from a backup, or replaced) and must be rebuilt from a Snapshot.
 	ErrFutureRevision = errors.New("store: revision is ahead of the store")
+	// ErrAnchorMismatch is returned by PruneEvents when the anchor it is
+	// given is not a point of the stored log: the event at that sequence has
+	// another hash (the caller's archive is not this log's), or the log was
+	// already pruned through that sequence or past it. Nothing is written.
+	ErrAnchorMismatch = errors.New("store: anchor does not match the audit log")
 	// ErrInvalidArgument is returned for a malformed argument: a filter with
 	// an issuer but no subject, a negative page size, a page token the store
 	// did not issue, a delegation that does not validate, an empty agent name.

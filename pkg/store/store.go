@@ -110,6 +110,15 @@ const (
 	DetailCascadeOf = "cascade_of"
 )
 
+// Detail keys the store sets on the TypeAuditPruned event of PruneEvents.
+const (
+	// DetailThroughSequence is the sequence of the last event pruned, in
+	// decimal: the remaining log starts after it.
+	DetailThroughSequence = "through_sequence"
+	// DetailThroughHash is that event's hash in lower-case hex.
+	DetailThroughHash = "through_hash"
+)
+
 // EventFilter selects audit events. Zero fields match everything; set
 // fields must all match.
 type EventFilter struct {
@@ -203,6 +212,8 @@ type Store interface {
 	// AppendEvents appends audit events that record no delegation change
 	// (denied, token issued, agent synced), sealing each into the chain, all
 	// or none: one invalid event (ErrInvalidArgument) and none is written.
+	// TypeAuditPruned is refused (ErrInvalidArgument): only PruneEvents
+	// records a prune, with the base it moves.
 	AppendEvents(ctx context.Context, evs ...audit.Event) error
 	// ListEvents returns one page of events in sequence order and the next
 	// page's token ("" at the end). The events are sealed: a page verifies
@@ -213,6 +224,27 @@ type Store interface {
 	// `agentid audit verify -head` detect a truncated tail, and ExportEvents
 	// stops at it.
 	AuditHead(ctx context.Context) (audit.Anchor, error)
+	// PruneEvents deletes the audit events up to and including through, with
+	// their index entries, and returns how many events the log lost
+	// (through.Sequence minus the previous AuditBase's). The caller proves it
+	// holds that part of the chain (a verified archive ending at through): the
+	// stored event at through.Sequence must have exactly through.Hash, else
+	// ErrAnchorMismatch, which is also returned when the log was already
+	// pruned through that sequence or past it. A zero sequence, or one beyond
+	// the head, wraps ErrInvalidArgument. Nothing is written when it refuses.
+	//
+	// ev is the TypeAuditPruned event that records the prune (its Actor, and
+	// a Time, zero for the store's clock); the store sets
+	// Detail[DetailThroughSequence] and Detail[DetailThroughHash] and appends
+	// it in the same transaction that moves the base to through, so the
+	// remaining log, which starts after through, holds the record of its own
+	// pruning. Events and index entries at or below the base are invisible to
+	// every reader from that commit on, however far their deletion got.
+	PruneEvents(ctx context.Context, through audit.Anchor, ev audit.Event) (int, error)
+	// AuditBase returns the anchor the stored log starts after: the through
+	// anchor of the last PruneEvents, the zero Anchor when the log was never
+	// pruned. The remaining events verify with audit.VerifyConfig{From: base}.
+	AuditBase(ctx context.Context) (audit.Anchor, error)
 
 	// PutAgent creates or replaces the registry record of an agent by name.
 	PutAgent(ctx context.Context, a Agent) error

@@ -65,6 +65,9 @@ type Store struct {
 	clock          func() time.Time
 	changeLogLimit uint64
 	closed         atomic.Bool
+	// sweepMu lets one deletion of pruned audit events run at a time.
+	sweepMu    sync.Mutex
+	pruneChunk int // defaultPruneChunk; lowered by tests
 
 	mu   sync.Mutex
 	subs map[chan struct{}]struct{}
@@ -121,14 +124,23 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("store: failed to sync the directory of %s: %w", path, err)
 		}
 	}
-	return &Store{
+	s := &Store{
 		db:             db,
 		committer:      newCommitter(db, opts.MaxBatchSize),
 		path:           path,
 		clock:          opts.Clock,
 		changeLogLimit: uint64(opts.ChangeLogLimit),
 		subs:           make(map[chan struct{}]struct{}),
-	}, nil
+		pruneChunk:     defaultPruneChunk,
+	}
+	// A prune interrupted by a crash left events and index entries at or
+	// below the base that nobody reads: delete them now, in chunks, before
+	// anyone writes (nothing to do when the last sweep finished).
+	if _, err := s.sweepPruned(); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: failed to finish deleting pruned audit events in %s: %w", path, err)
+	}
+	return s, nil
 }
 
 // boltOptions are the bbolt options Open uses. Durability rests on the
@@ -229,6 +241,13 @@ func checkHeads(tx *bolt.Tx) error {
 	}
 	if last != seq {
 		return fmt.Errorf("store: corrupt file: audit log ends at %d, meta says %d", last, seq)
+	}
+	base, swept, err := readPruneState(meta)
+	if err != nil {
+		return err
+	}
+	if base.Sequence >= seq && !base.IsZero() || swept > base.Sequence {
+		return fmt.Errorf("store: corrupt file: audit base %d, deleted through %d, last event %d", base.Sequence, swept, seq)
 	}
 	if seq > 0 {
 		var e audit.Event

@@ -177,11 +177,45 @@ func checkEvents(tx *bolt.Tx, report func(string, ...any) bool) bool {
 		head.Sequence = seq
 		copy(head.Hash[:], meta.Get(keyAuditHash))
 	}
-	verifier := audit.NewVerifier(audit.VerifyConfig{Head: head})
+	base, swept, err := readPruneState(meta)
+	if err != nil {
+		return report("meta: %v", err)
+	}
+	// Keys at or below the base are pruned: left over while a deletion is
+	// unfinished (swept behind the base), a fault once it finished.
+	pruned := func(what string, k []byte, seq uint64) bool {
+		if seq > base.Sequence {
+			return false
+		}
+		if swept >= base.Sequence {
+			report("%s %x is at or below the audit base %d, whose deletion finished", what, k, base.Sequence)
+		}
+		return true
+	}
+	// The remaining log is a chain from the base.
+	verifier := audit.NewVerifier(audit.VerifyConfig{From: base, Head: head})
 	byType := entrySet(tx, bucketEventsByType)
 	byDelegation := entrySet(tx, bucketEventsByDelegation)
+	for _, index := range []struct {
+		name    []byte
+		entries map[string]bool
+		prefix  func([]byte) int
+	}{
+		{bucketEventsByType, byType, func([]byte) int { return 1 }},
+		{bucketEventsByDelegation, byDelegation, eventDelegationPrefixLen},
+	} {
+		for key := range index.entries {
+			k := []byte(key)
+			if n := index.prefix(k); n >= 0 && len(k) == n+8 && pruned(string(index.name)+" entry", k, binary.BigEndian.Uint64(k[n:])) {
+				delete(index.entries, key)
+			}
+		}
+	}
 	ok := true
 	_ = tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
+		if len(k) == 8 && pruned("audit event", k, binary.BigEndian.Uint64(k)) {
+			return nil
+		}
 		var e audit.Event
 		if err := e.UnmarshalJSON(v); err != nil {
 			ok = ok && report("audit event %x: %v", k, err)

@@ -44,6 +44,7 @@ func TestCrashRecovery(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, seed))
 	path := filepath.Join(t.TempDir(), "agentid.db")
 
+	var base audit.Anchor        // the audit base after the last round
 	acked := map[string]bool{}   // created, by id
 	revoked := map[string]bool{} // revoked, by id
 	for round := range rounds {
@@ -73,13 +74,20 @@ func TestCrashRecovery(t *testing.T) {
 		if err := s.Check(ctx); err != nil {
 			t.Fatalf("round %d: check after SIGKILL: %v", round, err)
 		}
+		if base, err = s.AuditBase(ctx); err != nil {
+			t.Fatal(err)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("round %d: killed after %s, %d creates and %d revocations acknowledged so far", round, run, len(acked), len(revoked))
+		t.Logf("round %d: killed after %s, %d creates and %d revocations acknowledged so far, audit log pruned through %d",
+			round, run, len(acked), len(revoked), base.Sequence)
 	}
 	if len(acked) == 0 {
 		t.Fatal("no write was acknowledged in any round: the test checked nothing")
+	}
+	if base.IsZero() {
+		t.Fatal("the audit log was never pruned: the test checked no prune")
 	}
 }
 
@@ -149,7 +157,8 @@ func isKilled(err error) bool {
 
 // TestCrashChild is the writer process: several goroutines create root
 // delegations and sub-delegations and revoke some, and print each
-// acknowledged write on its own line, until the parent kills the process.
+// acknowledged write on its own line, while another prunes the audit log,
+// until the parent kills the process.
 func TestCrashChild(t *testing.T) {
 	path := os.Getenv(crashChildEnv)
 	if path == "" {
@@ -179,7 +188,31 @@ func TestCrashChild(t *testing.T) {
 	if _, err := os.Stdout.WriteString("ready\n"); err != nil {
 		os.Exit(3)
 	}
+	// Small deletion chunks, so that kills land inside a prune's
+	// deletion too: the reopened store must finish it (Open) and check.
+	s.pruneChunk = 50
 	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			time.Sleep(20 * time.Millisecond)
+			base, err1 := s.AuditBase(ctx)
+			head, err2 := s.AuditHead(ctx)
+			if err := errors.Join(err1, err2); err != nil {
+				fail(err)
+			}
+			if head.Sequence-base.Sequence < 100 {
+				continue
+			}
+			// Prune about half of what remains.
+			evs, _, err := s.ListEvents(ctx, store.EventFilter{AfterSeq: base.Sequence + (head.Sequence-base.Sequence)/2}, store.Page{Size: 1})
+			if err != nil || len(evs) != 1 {
+				fail(fmt.Errorf("event after the middle: %d, %v", len(evs), err))
+			}
+			if _, err := s.PruneEvents(ctx, evs[0].Anchor(), audit.Event{Time: testT0, Type: audit.TypeAuditPruned, Actor: "local"}); err != nil {
+				fail(err)
+			}
+		}
+	})
 	for w := range 8 {
 		wg.Go(func() {
 			for i := 0; ; i++ {

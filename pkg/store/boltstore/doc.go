@@ -46,6 +46,8 @@
 //	                       "revision"                        last revision written
 //	                       "compacted"                       last revision deleted from changes
 //	                       "audit_seq", "audit_hash"         sequence and hash of the last audit event
+//	                       "audit_base_seq", "audit_base_hash" the last event pruned (absent: never pruned)
+//	                       "audit_swept"                     the base whose events are all deleted (absent: 0)
 //	delegations            seq                               delegation JSON (pkg/delegation)
 //	ids                    delegation id                     seq
 //	idx_user               sha256(iss NUL sub)[:16] ‖ seq    empty
@@ -86,6 +88,18 @@
 // call walks records in creation order up to the first one the log names
 // (purge.go has the cost). bbolt does not shrink the file: freed pages are
 // reused by later writes (BenchmarkPurgeExpired).
+//
+// # Pruning the audit log
+//
+// The audit log is append-only, but not kept forever: once an operator has
+// archived and verified an export up to an anchor, PruneEvents deletes the
+// events up to it (prune.go). One transaction moves the base (the meta keys
+// above; new optional keys, so the schema version did not change) and
+// appends an audit_pruned event naming it; readers start after the base from
+// that commit on. The keys are then deleted in transactions of a few
+// thousand, so creates wait for one chunk at most; a crash in between leaves
+// keys nobody reads, which Open deletes ("audit_swept" behind the base). The
+// remaining log verifies as a chain from the base (audit.VerifyConfig.From).
 //
 // # Schema versions
 //

@@ -113,6 +113,10 @@ func (s *Store) AppendEvents(ctx context.Context, evs ...audit.Event) error {
 	}
 	checked := make([]audit.Event, len(evs))
 	for i, e := range evs {
+		if e.Type == audit.TypeAuditPruned {
+			// Only PruneEvents records a prune, with the base it moves.
+			return fmt.Errorf("%w: event %d: %s events are recorded by PruneEvents only", store.ErrInvalidArgument, i, e.Type)
+		}
 		if err := s.checkEvent(&e); err != nil {
 			return err
 		}
@@ -132,7 +136,8 @@ func (s *Store) AppendEvents(ctx context.Context, evs ...audit.Event) error {
 
 // ListEvents implements store.Store. With a DelegationID it walks that
 // delegation's events, else with a Type the events of that type, else the
-// whole log; in every case in sequence order from AfterSeq (exclusive).
+// whole log; in every case in sequence order from AfterSeq (exclusive),
+// and after the base of the last PruneEvents.
 func (s *Store) ListEvents(ctx context.Context, f store.EventFilter, p store.Page) ([]audit.Event, string, error) {
 	if err := s.begin(ctx); err != nil {
 		return nil, "", err
@@ -155,6 +160,13 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter, p store.Pag
 
 	var out []audit.Event
 	err = s.db.View(func(tx *bolt.Tx) error {
+		// Events at or below the base are pruned, whether or not their
+		// keys are deleted yet (see PruneEvents): start after it.
+		base, err := readAuditBase(tx.Bucket(bucketMeta))
+		if err != nil {
+			return err
+		}
+		after := max(after, base.Sequence)
 		if after == ^uint64(0) {
 			return nil
 		}

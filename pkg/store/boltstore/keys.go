@@ -42,6 +42,14 @@ var (
 	keyCompacted = []byte("compacted")  // uint64: the last revision deleted from changes
 	keyAuditSeq  = []byte("audit_seq")  // uint64: the Sequence of the last event
 	keyAuditHash = []byte("audit_hash") // [32]byte: the Hash of the last event
+	// The base: the last event pruned (PruneEvents). Absent in a store never
+	// pruned, which reads as the zero Anchor, so older files need no
+	// migration.
+	keyAuditBaseSeq  = []byte("audit_base_seq")  // uint64: its Sequence
+	keyAuditBaseHash = []byte("audit_base_hash") // [32]byte: its Hash
+	// The base whose events and index entries are all deleted; behind the
+	// base while a prune's deletion is unfinished. Absent: 0.
+	keyAuditSwept = []byte("audit_swept") // uint64
 )
 
 // appendFill is the FillPercent of buckets whose keys only grow, overall or

@@ -233,8 +233,15 @@ func deleteRecord(tx *bolt.Tx, nd node) error {
 }
 
 // moveEventIndex moves the idx_event_delegation entries of the record at
-// seq to the prefix of its id text (see eventDelegationPrefix).
+// seq to the prefix of its id text (see eventDelegationPrefix). Entries of
+// pruned events (at or below the audit base, left by a deletion still in
+// progress) are deleted, not moved: a deletion that already walked past the
+// id's prefix would never see them there.
 func moveEventIndex(tx *bolt.Tx, id delegation.ID, seq []byte) error {
+	base, err := readAuditBase(tx.Bucket(bucketMeta))
+	if err != nil {
+		return err
+	}
 	b := tx.Bucket(bucketEventsByDelegation)
 	from := join([]byte{eventsOfSeq}, seq)
 	to := join([]byte{eventsOfID}, []byte(id.String()), []byte{0})
@@ -250,6 +257,9 @@ func moveEventIndex(tx *bolt.Tx, id delegation.ID, seq []byte) error {
 	for _, sq := range sequences {
 		if err := b.Delete(join(from, sq)); err != nil {
 			return fmt.Errorf("store: failed to re-index events of %s: %w", id, err)
+		}
+		if binary.BigEndian.Uint64(sq) <= base.Sequence {
+			continue
 		}
 		if err := b.Put(join(to, sq), []byte{}); err != nil {
 			return fmt.Errorf("store: failed to re-index events of %s: %w", id, err)

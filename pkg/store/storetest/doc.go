@@ -27,9 +27,12 @@
 // its events, a revocation racing sub-delegations (no child is ever left
 // active under a revoked parent), purging expired delegations (gone from
 // every read, their events kept, the log and children kept whole), the snapshot and the revision log with its
-// compaction, notifications, the audit log with its filters and paging, the
-// agent registry, canceled contexts and use after Close. After every test
-// the suite verifies the whole audit log as a hash chain. All times are fixed (T0), so
+// compaction, notifications, the audit log with its filters and paging,
+// pruning the audit log through an anchor (every listing starts after the
+// base, the prune is recorded and chained, refusals name their sentinel and
+// write nothing), the agent registry, canceled contexts and use after Close.
+// After every test the suite verifies the whole audit log as a hash chain
+// from its base (AuditBase) to its head. All times are fixed (T0), so
 // nothing depends on the clock; concurrent tests wait only for their own
 // goroutines.
 package storetest

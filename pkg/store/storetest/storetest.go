@@ -51,6 +51,10 @@ func Run(t *testing.T, newStore func(t testing.TB) store.Store) {
 		{"AppendAndListEvents", testAppendAndListEvents},
 		{"AppendEventsRejects", testAppendEventsRejects},
 		{"AuditChainAfterMixedOperations", testAuditChain},
+		{"PruneEvents", testPruneEvents},
+		{"PruneRejects", testPruneRejects},
+		{"PruneThenPurge", testPruneThenPurge},
+		{"PruneThroughHead", testPruneThroughHead},
 		{"Agents", testAgents},
 		{"CanceledContext", testCanceledContext},
 		{"Closed", testClosed},
@@ -276,13 +280,26 @@ func (f *fixture) revision() store.Revision {
 	return rev
 }
 
-// verifyChain checks that the whole audit log is an unbroken chain and
+// verifyChain checks that the whole audit log is an unbroken chain from
+// its base (the start of the log unless it was pruned) to its head, and
 // returns it.
 func (f *fixture) verifyChain() []audit.Event {
 	f.t.Helper()
+	base, err := f.s.AuditBase(f.ctx)
+	if err != nil {
+		f.t.Fatalf("AuditBase: %v", err)
+	}
+	head, err := f.s.AuditHead(f.ctx)
+	if err != nil {
+		f.t.Fatalf("AuditHead: %v", err)
+	}
 	evs := f.events()
-	if err := audit.VerifySlice(evs); err != nil {
-		f.t.Fatalf("audit chain of %d events does not verify: %v", len(evs), err)
+	last, err := audit.VerifyWith(audit.VerifyConfig{From: base, Head: head}, audit.FromSlice(evs))
+	if err != nil {
+		f.t.Fatalf("audit chain of %d events from base %s does not verify: %v", len(evs), base, err)
+	}
+	if last != head {
+		f.t.Fatalf("audit chain ends at %s, the head is %s", last, head)
 	}
 	return evs
 }

@@ -1,5 +1,6 @@
 // Package agentid.audit.v1 reads agentid's append-only, hash-chained audit
-// log and lets the SPIRE composer plugin add the token issuances it sees.
+// log, prunes what was archived, and lets the SPIRE composer plugin add the
+// token issuances it sees.
 //
 // Every create, sub-delegation, revocation, policy denial, token issuance and
 // agent reconcile is one Event. Events are numbered from 1 without gaps, and
@@ -62,6 +63,10 @@ const (
 	// EVENT_TYPE_AGENT_SYNCED: a declared agent's SPIRE registration entry was
 	// created, updated or deleted by the reconciler.
 	EventType_EVENT_TYPE_AGENT_SYNCED EventType = 6
+	// EVENT_TYPE_AUDIT_PRUNED: the events up to an anchor were deleted
+	// (PruneEvents); detail holds through_sequence and through_hash (hex), the
+	// base the remaining log starts after.
+	EventType_EVENT_TYPE_AUDIT_PRUNED EventType = 7
 )
 
 // Enum value maps for EventType.
@@ -74,6 +79,7 @@ var (
 		4: "EVENT_TYPE_DENIED",
 		5: "EVENT_TYPE_TOKEN_ISSUED",
 		6: "EVENT_TYPE_AGENT_SYNCED",
+		7: "EVENT_TYPE_AUDIT_PRUNED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":        0,
@@ -83,6 +89,7 @@ var (
 		"EVENT_TYPE_DENIED":             4,
 		"EVENT_TYPE_TOKEN_ISSUED":       5,
 		"EVENT_TYPE_AGENT_SYNCED":       6,
+		"EVENT_TYPE_AUDIT_PRUNED":       7,
 	}
 )
 
@@ -111,6 +118,62 @@ func (x EventType) Number() protoreflect.EnumNumber {
 // Deprecated: Use EventType.Descriptor instead.
 func (EventType) EnumDescriptor() ([]byte, []int) {
 	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
+// Anchor is a point in the chain: an event's sequence and hash. Printed as
+// "<sequence>:<hash in hex>" by the CLI.
+type Anchor struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sequence is the event's sequence number.
+	Sequence uint64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// hash is the event's 32-byte hash.
+	Hash          []byte `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Anchor) Reset() {
+	*x = Anchor{}
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Anchor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Anchor) ProtoMessage() {}
+
+func (x *Anchor) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Anchor.ProtoReflect.Descriptor instead.
+func (*Anchor) Descriptor() ([]byte, []int) {
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Anchor) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Anchor) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
 }
 
 // Event is one entry of the audit log. Every field but hash is covered by
@@ -155,7 +218,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[0]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -167,7 +230,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[0]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -180,7 +243,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{0}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Event) GetSequence() uint64 {
@@ -274,7 +337,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[1]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +349,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[1]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +362,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{1}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListEventsRequest) GetDelegationId() string {
@@ -350,7 +413,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[2]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +425,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[2]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +438,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{2}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -404,7 +467,7 @@ type ExportEventsRequest struct {
 
 func (x *ExportEventsRequest) Reset() {
 	*x = ExportEventsRequest{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[3]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +479,7 @@ func (x *ExportEventsRequest) String() string {
 func (*ExportEventsRequest) ProtoMessage() {}
 
 func (x *ExportEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[3]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +492,7 @@ func (x *ExportEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportEventsRequest.ProtoReflect.Descriptor instead.
 func (*ExportEventsRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{3}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExportEventsRequest) GetAfterSequence() uint64 {
@@ -444,14 +507,18 @@ type ExportEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// events are up to 1000 consecutive events, in sequence order, following
 	// the previous batch without a gap.
-	Events        []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// base is set on the first message only, when the log was pruned: the
+	// event the stored log starts after. When it is above the request's
+	// after_sequence, the export starts after it, and verifies from it.
+	Base          *Anchor `protobuf:"bytes,2,opt,name=base,proto3" json:"base,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExportEventsResponse) Reset() {
 	*x = ExportEventsResponse{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +530,7 @@ func (x *ExportEventsResponse) String() string {
 func (*ExportEventsResponse) ProtoMessage() {}
 
 func (x *ExportEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[4]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,12 +543,131 @@ func (x *ExportEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportEventsResponse.ProtoReflect.Descriptor instead.
 func (*ExportEventsResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{4}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExportEventsResponse) GetEvents() []*Event {
 	if x != nil {
 		return x.Events
+	}
+	return nil
+}
+
+func (x *ExportEventsResponse) GetBase() *Anchor {
+	if x != nil {
+		return x.Base
+	}
+	return nil
+}
+
+// PruneEventsRequest names the last event to prune.
+type PruneEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// through_sequence is the last event pruned (from 1).
+	ThroughSequence uint64 `protobuf:"varint,1,opt,name=through_sequence,json=throughSequence,proto3" json:"through_sequence,omitempty"`
+	// through_hash is that event's 32-byte hash, as an archive verified
+	// offline ends with.
+	ThroughHash   []byte `protobuf:"bytes,2,opt,name=through_hash,json=throughHash,proto3" json:"through_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneEventsRequest) Reset() {
+	*x = PruneEventsRequest{}
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneEventsRequest) ProtoMessage() {}
+
+func (x *PruneEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneEventsRequest.ProtoReflect.Descriptor instead.
+func (*PruneEventsRequest) Descriptor() ([]byte, []int) {
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PruneEventsRequest) GetThroughSequence() uint64 {
+	if x != nil {
+		return x.ThroughSequence
+	}
+	return 0
+}
+
+func (x *PruneEventsRequest) GetThroughHash() []byte {
+	if x != nil {
+		return x.ThroughHash
+	}
+	return nil
+}
+
+// PruneEventsResponse says what the log lost and where it starts now.
+type PruneEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pruned_count is the number of events the prune removed from the log:
+	// through_sequence minus the previous base's sequence.
+	PrunedCount uint64 `protobuf:"varint,1,opt,name=pruned_count,json=prunedCount,proto3" json:"pruned_count,omitempty"`
+	// base is the event the log now starts after: the request's anchor.
+	Base          *Anchor `protobuf:"bytes,2,opt,name=base,proto3" json:"base,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PruneEventsResponse) Reset() {
+	*x = PruneEventsResponse{}
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PruneEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PruneEventsResponse) ProtoMessage() {}
+
+func (x *PruneEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PruneEventsResponse.ProtoReflect.Descriptor instead.
+func (*PruneEventsResponse) Descriptor() ([]byte, []int) {
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PruneEventsResponse) GetPrunedCount() uint64 {
+	if x != nil {
+		return x.PrunedCount
+	}
+	return 0
+}
+
+func (x *PruneEventsResponse) GetBase() *Anchor {
+	if x != nil {
+		return x.Base
 	}
 	return nil
 }
@@ -507,7 +693,7 @@ type TokenIssuance struct {
 
 func (x *TokenIssuance) Reset() {
 	*x = TokenIssuance{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -519,7 +705,7 @@ func (x *TokenIssuance) String() string {
 func (*TokenIssuance) ProtoMessage() {}
 
 func (x *TokenIssuance) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[5]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -532,7 +718,7 @@ func (x *TokenIssuance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenIssuance.ProtoReflect.Descriptor instead.
 func (*TokenIssuance) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{5}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *TokenIssuance) GetDelegationId() string {
@@ -584,7 +770,7 @@ type RecordTokenIssuanceRequest struct {
 
 func (x *RecordTokenIssuanceRequest) Reset() {
 	*x = RecordTokenIssuanceRequest{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +782,7 @@ func (x *RecordTokenIssuanceRequest) String() string {
 func (*RecordTokenIssuanceRequest) ProtoMessage() {}
 
 func (x *RecordTokenIssuanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[6]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +795,7 @@ func (x *RecordTokenIssuanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTokenIssuanceRequest.ProtoReflect.Descriptor instead.
 func (*RecordTokenIssuanceRequest) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{6}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RecordTokenIssuanceRequest) GetIssuances() []*TokenIssuance {
@@ -630,7 +816,7 @@ type RecordTokenIssuanceResponse struct {
 
 func (x *RecordTokenIssuanceResponse) Reset() {
 	*x = RecordTokenIssuanceResponse{}
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +828,7 @@ func (x *RecordTokenIssuanceResponse) String() string {
 func (*RecordTokenIssuanceResponse) ProtoMessage() {}
 
 func (x *RecordTokenIssuanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentid_audit_v1_audit_proto_msgTypes[7]
+	mi := &file_agentid_audit_v1_audit_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +841,7 @@ func (x *RecordTokenIssuanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordTokenIssuanceResponse.ProtoReflect.Descriptor instead.
 func (*RecordTokenIssuanceResponse) Descriptor() ([]byte, []int) {
-	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{7}
+	return file_agentid_audit_v1_audit_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RecordTokenIssuanceResponse) GetRecordedCount() uint32 {
@@ -669,7 +855,10 @@ var File_agentid_audit_v1_audit_proto protoreflect.FileDescriptor
 
 const file_agentid_audit_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x1cagentid/audit/v1/audit.proto\x12\x10agentid.audit.v1\x1a&agentid/delegation/v1/delegation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x03\n" +
+	"\x1cagentid/audit/v1/audit.proto\x12\x10agentid.audit.v1\x1a&agentid/delegation/v1/delegation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"8\n" +
+	"\x06Anchor\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\"\xc3\x03\n" +
 	"\x05Event\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12/\n" +
@@ -696,9 +885,16 @@ const file_agentid_audit_v1_audit_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x17.agentid.audit.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"<\n" +
 	"\x13ExportEventsRequest\x12%\n" +
-	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"G\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x04R\rafterSequence\"u\n" +
 	"\x14ExportEventsResponse\x12/\n" +
-	"\x06events\x18\x01 \x03(\v2\x17.agentid.audit.v1.EventR\x06events\"\xe1\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x17.agentid.audit.v1.EventR\x06events\x12,\n" +
+	"\x04base\x18\x02 \x01(\v2\x18.agentid.audit.v1.AnchorR\x04base\"b\n" +
+	"\x12PruneEventsRequest\x12)\n" +
+	"\x10through_sequence\x18\x01 \x01(\x04R\x0fthroughSequence\x12!\n" +
+	"\fthrough_hash\x18\x02 \x01(\fR\vthroughHash\"f\n" +
+	"\x13PruneEventsResponse\x12!\n" +
+	"\fpruned_count\x18\x01 \x01(\x04R\vprunedCount\x12,\n" +
+	"\x04base\x18\x02 \x01(\v2\x18.agentid.audit.v1.AnchorR\x04base\"\xe1\x01\n" +
 	"\rTokenIssuance\x12#\n" +
 	"\rdelegation_id\x18\x01 \x01(\tR\fdelegationId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1c\n" +
@@ -709,7 +905,7 @@ const file_agentid_audit_v1_audit_proto_rawDesc = "" +
 	"\x1aRecordTokenIssuanceRequest\x12=\n" +
 	"\tissuances\x18\x01 \x03(\v2\x1f.agentid.audit.v1.TokenIssuanceR\tissuances\"D\n" +
 	"\x1bRecordTokenIssuanceResponse\x12%\n" +
-	"\x0erecorded_count\x18\x01 \x01(\rR\rrecordedCount*\xd1\x01\n" +
+	"\x0erecorded_count\x18\x01 \x01(\rR\rrecordedCount*\xee\x01\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dEVENT_TYPE_DELEGATION_CREATED\x10\x01\x12\x1c\n" +
@@ -717,11 +913,13 @@ const file_agentid_audit_v1_audit_proto_rawDesc = "" +
 	"\x12EVENT_TYPE_REVOKED\x10\x03\x12\x15\n" +
 	"\x11EVENT_TYPE_DENIED\x10\x04\x12\x1b\n" +
 	"\x17EVENT_TYPE_TOKEN_ISSUED\x10\x05\x12\x1b\n" +
-	"\x17EVENT_TYPE_AGENT_SYNCED\x10\x062\xbc\x02\n" +
+	"\x17EVENT_TYPE_AGENT_SYNCED\x10\x06\x12\x1b\n" +
+	"\x17EVENT_TYPE_AUDIT_PRUNED\x10\a2\x98\x03\n" +
 	"\fAuditService\x12W\n" +
 	"\n" +
 	"ListEvents\x12#.agentid.audit.v1.ListEventsRequest\x1a$.agentid.audit.v1.ListEventsResponse\x12_\n" +
-	"\fExportEvents\x12%.agentid.audit.v1.ExportEventsRequest\x1a&.agentid.audit.v1.ExportEventsResponse0\x01\x12r\n" +
+	"\fExportEvents\x12%.agentid.audit.v1.ExportEventsRequest\x1a&.agentid.audit.v1.ExportEventsResponse0\x01\x12Z\n" +
+	"\vPruneEvents\x12$.agentid.audit.v1.PruneEventsRequest\x1a%.agentid.audit.v1.PruneEventsResponse\x12r\n" +
 	"\x13RecordTokenIssuance\x12,.agentid.audit.v1.RecordTokenIssuanceRequest\x1a-.agentid.audit.v1.RecordTokenIssuanceResponseB;Z9github.com/agentid/agentid/proto/agentid/audit/v1;auditv1b\x06proto3"
 
 var (
@@ -737,43 +935,50 @@ func file_agentid_audit_v1_audit_proto_rawDescGZIP() []byte {
 }
 
 var file_agentid_audit_v1_audit_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_agentid_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_agentid_audit_v1_audit_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_agentid_audit_v1_audit_proto_goTypes = []any{
 	(EventType)(0),                      // 0: agentid.audit.v1.EventType
-	(*Event)(nil),                       // 1: agentid.audit.v1.Event
-	(*ListEventsRequest)(nil),           // 2: agentid.audit.v1.ListEventsRequest
-	(*ListEventsResponse)(nil),          // 3: agentid.audit.v1.ListEventsResponse
-	(*ExportEventsRequest)(nil),         // 4: agentid.audit.v1.ExportEventsRequest
-	(*ExportEventsResponse)(nil),        // 5: agentid.audit.v1.ExportEventsResponse
-	(*TokenIssuance)(nil),               // 6: agentid.audit.v1.TokenIssuance
-	(*RecordTokenIssuanceRequest)(nil),  // 7: agentid.audit.v1.RecordTokenIssuanceRequest
-	(*RecordTokenIssuanceResponse)(nil), // 8: agentid.audit.v1.RecordTokenIssuanceResponse
-	nil,                                 // 9: agentid.audit.v1.Event.DetailEntry
-	(*timestamppb.Timestamp)(nil),       // 10: google.protobuf.Timestamp
-	(*v1.Principal)(nil),                // 11: agentid.delegation.v1.Principal
+	(*Anchor)(nil),                      // 1: agentid.audit.v1.Anchor
+	(*Event)(nil),                       // 2: agentid.audit.v1.Event
+	(*ListEventsRequest)(nil),           // 3: agentid.audit.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),          // 4: agentid.audit.v1.ListEventsResponse
+	(*ExportEventsRequest)(nil),         // 5: agentid.audit.v1.ExportEventsRequest
+	(*ExportEventsResponse)(nil),        // 6: agentid.audit.v1.ExportEventsResponse
+	(*PruneEventsRequest)(nil),          // 7: agentid.audit.v1.PruneEventsRequest
+	(*PruneEventsResponse)(nil),         // 8: agentid.audit.v1.PruneEventsResponse
+	(*TokenIssuance)(nil),               // 9: agentid.audit.v1.TokenIssuance
+	(*RecordTokenIssuanceRequest)(nil),  // 10: agentid.audit.v1.RecordTokenIssuanceRequest
+	(*RecordTokenIssuanceResponse)(nil), // 11: agentid.audit.v1.RecordTokenIssuanceResponse
+	nil,                                 // 12: agentid.audit.v1.Event.DetailEntry
+	(*timestamppb.Timestamp)(nil),       // 13: google.protobuf.Timestamp
+	(*v1.Principal)(nil),                // 14: agentid.delegation.v1.Principal
 }
 var file_agentid_audit_v1_audit_proto_depIdxs = []int32{
-	10, // 0: agentid.audit.v1.Event.time:type_name -> google.protobuf.Timestamp
+	13, // 0: agentid.audit.v1.Event.time:type_name -> google.protobuf.Timestamp
 	0,  // 1: agentid.audit.v1.Event.type:type_name -> agentid.audit.v1.EventType
-	11, // 2: agentid.audit.v1.Event.principal:type_name -> agentid.delegation.v1.Principal
-	9,  // 3: agentid.audit.v1.Event.detail:type_name -> agentid.audit.v1.Event.DetailEntry
+	14, // 2: agentid.audit.v1.Event.principal:type_name -> agentid.delegation.v1.Principal
+	12, // 3: agentid.audit.v1.Event.detail:type_name -> agentid.audit.v1.Event.DetailEntry
 	0,  // 4: agentid.audit.v1.ListEventsRequest.type:type_name -> agentid.audit.v1.EventType
-	1,  // 5: agentid.audit.v1.ListEventsResponse.events:type_name -> agentid.audit.v1.Event
-	1,  // 6: agentid.audit.v1.ExportEventsResponse.events:type_name -> agentid.audit.v1.Event
-	10, // 7: agentid.audit.v1.TokenIssuance.issued_at:type_name -> google.protobuf.Timestamp
-	10, // 8: agentid.audit.v1.TokenIssuance.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 9: agentid.audit.v1.RecordTokenIssuanceRequest.issuances:type_name -> agentid.audit.v1.TokenIssuance
-	2,  // 10: agentid.audit.v1.AuditService.ListEvents:input_type -> agentid.audit.v1.ListEventsRequest
-	4,  // 11: agentid.audit.v1.AuditService.ExportEvents:input_type -> agentid.audit.v1.ExportEventsRequest
-	7,  // 12: agentid.audit.v1.AuditService.RecordTokenIssuance:input_type -> agentid.audit.v1.RecordTokenIssuanceRequest
-	3,  // 13: agentid.audit.v1.AuditService.ListEvents:output_type -> agentid.audit.v1.ListEventsResponse
-	5,  // 14: agentid.audit.v1.AuditService.ExportEvents:output_type -> agentid.audit.v1.ExportEventsResponse
-	8,  // 15: agentid.audit.v1.AuditService.RecordTokenIssuance:output_type -> agentid.audit.v1.RecordTokenIssuanceResponse
-	13, // [13:16] is the sub-list for method output_type
-	10, // [10:13] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 5: agentid.audit.v1.ListEventsResponse.events:type_name -> agentid.audit.v1.Event
+	2,  // 6: agentid.audit.v1.ExportEventsResponse.events:type_name -> agentid.audit.v1.Event
+	1,  // 7: agentid.audit.v1.ExportEventsResponse.base:type_name -> agentid.audit.v1.Anchor
+	1,  // 8: agentid.audit.v1.PruneEventsResponse.base:type_name -> agentid.audit.v1.Anchor
+	13, // 9: agentid.audit.v1.TokenIssuance.issued_at:type_name -> google.protobuf.Timestamp
+	13, // 10: agentid.audit.v1.TokenIssuance.expires_at:type_name -> google.protobuf.Timestamp
+	9,  // 11: agentid.audit.v1.RecordTokenIssuanceRequest.issuances:type_name -> agentid.audit.v1.TokenIssuance
+	3,  // 12: agentid.audit.v1.AuditService.ListEvents:input_type -> agentid.audit.v1.ListEventsRequest
+	5,  // 13: agentid.audit.v1.AuditService.ExportEvents:input_type -> agentid.audit.v1.ExportEventsRequest
+	7,  // 14: agentid.audit.v1.AuditService.PruneEvents:input_type -> agentid.audit.v1.PruneEventsRequest
+	10, // 15: agentid.audit.v1.AuditService.RecordTokenIssuance:input_type -> agentid.audit.v1.RecordTokenIssuanceRequest
+	4,  // 16: agentid.audit.v1.AuditService.ListEvents:output_type -> agentid.audit.v1.ListEventsResponse
+	6,  // 17: agentid.audit.v1.AuditService.ExportEvents:output_type -> agentid.audit.v1.ExportEventsResponse
+	8,  // 18: agentid.audit.v1.AuditService.PruneEvents:output_type -> agentid.audit.v1.PruneEventsResponse
+	11, // 19: agentid.audit.v1.AuditService.RecordTokenIssuance:output_type -> agentid.audit.v1.RecordTokenIssuanceResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_agentid_audit_v1_audit_proto_init() }
@@ -787,7 +992,7 @@ func file_agentid_audit_v1_audit_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentid_audit_v1_audit_proto_rawDesc), len(file_agentid_audit_v1_audit_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

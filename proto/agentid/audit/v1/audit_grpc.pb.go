@@ -1,5 +1,6 @@
 // Package agentid.audit.v1 reads agentid's append-only, hash-chained audit
-// log and lets the SPIRE composer plugin add the token issuances it sees.
+// log, prunes what was archived, and lets the SPIRE composer plugin add the
+// token issuances it sees.
 //
 // Every create, sub-delegation, revocation, policy denial, token issuance and
 // agent reconcile is one Event. Events are numbered from 1 without gaps, and
@@ -34,6 +35,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	AuditService_ListEvents_FullMethodName          = "/agentid.audit.v1.AuditService/ListEvents"
 	AuditService_ExportEvents_FullMethodName        = "/agentid.audit.v1.AuditService/ExportEvents"
+	AuditService_PruneEvents_FullMethodName         = "/agentid.audit.v1.AuditService/PruneEvents"
 	AuditService_RecordTokenIssuance_FullMethodName = "/agentid.audit.v1.AuditService/RecordTokenIssuance"
 )
 
@@ -41,9 +43,10 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AuditService serves the audit log and takes token-issuance records.
-// agentid-server implements it; the CLI (`agentid audit export/verify`) and
-// audit tooling read it; the composer plugin writes issuance records.
+// AuditService serves the audit log, prunes its archived part and takes
+// token-issuance records. agentid-server implements it; the CLI (`agentid
+// audit export/verify/prune`) and audit tooling read and prune it; the
+// composer plugin writes issuance records.
 type AuditServiceClient interface {
 	// ListEvents pages through events matching all given filters, in sequence
 	// order.
@@ -56,13 +59,36 @@ type AuditServiceClient interface {
 	// ExportEvents streams every event after after_sequence, in sequence order,
 	// up to the last event appended when the call started, then ends with OK.
 	// The export is self-verifying: each event's prev_hash is the hash of the
-	// event before it.
+	// event before it. When the log was pruned (PruneEvents) and
+	// after_sequence is below its base, the export starts after the base, and
+	// the first message's base says so: verify such an export from the base
+	// (`agentid audit verify -from`).
 	//
 	// Callers: admins and audit readers.
 	//
-	// Errors: PERMISSION_DENIED; UNAVAILABLE (server shutting down: export
+	// Errors: PERMISSION_DENIED; ABORTED (the log was pruned past the export
+	// while it ran: export again); UNAVAILABLE (server shutting down: export
 	// again from the last sequence received).
 	ExportEvents(ctx context.Context, in *ExportEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEventsResponse], error)
+	// PruneEvents deletes the events up to and including through_sequence, so
+	// the log stops growing without bound. The caller proves it holds that part
+	// of the chain: through_hash must be the hash of the stored event at
+	// through_sequence, i.e. the head of an archive verified with `agentid
+	// audit verify`. The remaining log starts after that event (the base) and
+	// verifies from it; the prune itself is recorded as an
+	// EVENT_TYPE_AUDIT_PRUNED event, appended in the same transaction that
+	// moves the base. Deleting the pruned events may continue briefly after the
+	// response; they are never returned again either way.
+	//
+	// Callers: admins (the local socket and configured admin SPIFFE IDs).
+	// Others are refused with PERMISSION_DENIED and the refusal is recorded as
+	// an EVENT_TYPE_DENIED event.
+	//
+	// Errors: INVALID_ARGUMENT (through_sequence 0 or beyond the last event,
+	// through_hash not 32 bytes); FAILED_PRECONDITION (the stored event at
+	// through_sequence has another hash, or the log was already pruned through
+	// it or past it; nothing is deleted); PERMISSION_DENIED.
+	PruneEvents(ctx context.Context, in *PruneEventsRequest, opts ...grpc.CallOption) (*PruneEventsResponse, error)
 	// RecordTokenIssuance appends one EVENT_TYPE_TOKEN_ISSUED event per record:
 	// the composer plugin reports the delegated JWT-SVIDs SPIRE signed. A batch
 	// is appended atomically, all records or none; a retry after an unknown
@@ -119,6 +145,16 @@ func (c *auditServiceClient) ExportEvents(ctx context.Context, in *ExportEventsR
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AuditService_ExportEventsClient = grpc.ServerStreamingClient[ExportEventsResponse]
 
+func (c *auditServiceClient) PruneEvents(ctx context.Context, in *PruneEventsRequest, opts ...grpc.CallOption) (*PruneEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PruneEventsResponse)
+	err := c.cc.Invoke(ctx, AuditService_PruneEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *auditServiceClient) RecordTokenIssuance(ctx context.Context, in *RecordTokenIssuanceRequest, opts ...grpc.CallOption) (*RecordTokenIssuanceResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RecordTokenIssuanceResponse)
@@ -133,9 +169,10 @@ func (c *auditServiceClient) RecordTokenIssuance(ctx context.Context, in *Record
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
 //
-// AuditService serves the audit log and takes token-issuance records.
-// agentid-server implements it; the CLI (`agentid audit export/verify`) and
-// audit tooling read it; the composer plugin writes issuance records.
+// AuditService serves the audit log, prunes its archived part and takes
+// token-issuance records. agentid-server implements it; the CLI (`agentid
+// audit export/verify/prune`) and audit tooling read and prune it; the
+// composer plugin writes issuance records.
 type AuditServiceServer interface {
 	// ListEvents pages through events matching all given filters, in sequence
 	// order.
@@ -148,13 +185,36 @@ type AuditServiceServer interface {
 	// ExportEvents streams every event after after_sequence, in sequence order,
 	// up to the last event appended when the call started, then ends with OK.
 	// The export is self-verifying: each event's prev_hash is the hash of the
-	// event before it.
+	// event before it. When the log was pruned (PruneEvents) and
+	// after_sequence is below its base, the export starts after the base, and
+	// the first message's base says so: verify such an export from the base
+	// (`agentid audit verify -from`).
 	//
 	// Callers: admins and audit readers.
 	//
-	// Errors: PERMISSION_DENIED; UNAVAILABLE (server shutting down: export
+	// Errors: PERMISSION_DENIED; ABORTED (the log was pruned past the export
+	// while it ran: export again); UNAVAILABLE (server shutting down: export
 	// again from the last sequence received).
 	ExportEvents(*ExportEventsRequest, grpc.ServerStreamingServer[ExportEventsResponse]) error
+	// PruneEvents deletes the events up to and including through_sequence, so
+	// the log stops growing without bound. The caller proves it holds that part
+	// of the chain: through_hash must be the hash of the stored event at
+	// through_sequence, i.e. the head of an archive verified with `agentid
+	// audit verify`. The remaining log starts after that event (the base) and
+	// verifies from it; the prune itself is recorded as an
+	// EVENT_TYPE_AUDIT_PRUNED event, appended in the same transaction that
+	// moves the base. Deleting the pruned events may continue briefly after the
+	// response; they are never returned again either way.
+	//
+	// Callers: admins (the local socket and configured admin SPIFFE IDs).
+	// Others are refused with PERMISSION_DENIED and the refusal is recorded as
+	// an EVENT_TYPE_DENIED event.
+	//
+	// Errors: INVALID_ARGUMENT (through_sequence 0 or beyond the last event,
+	// through_hash not 32 bytes); FAILED_PRECONDITION (the stored event at
+	// through_sequence has another hash, or the log was already pruned through
+	// it or past it; nothing is deleted); PERMISSION_DENIED.
+	PruneEvents(context.Context, *PruneEventsRequest) (*PruneEventsResponse, error)
 	// RecordTokenIssuance appends one EVENT_TYPE_TOKEN_ISSUED event per record:
 	// the composer plugin reports the delegated JWT-SVIDs SPIRE signed. A batch
 	// is appended atomically, all records or none; a retry after an unknown
@@ -187,6 +247,9 @@ func (UnimplementedAuditServiceServer) ListEvents(context.Context, *ListEventsRe
 }
 func (UnimplementedAuditServiceServer) ExportEvents(*ExportEventsRequest, grpc.ServerStreamingServer[ExportEventsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportEvents not implemented")
+}
+func (UnimplementedAuditServiceServer) PruneEvents(context.Context, *PruneEventsRequest) (*PruneEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PruneEvents not implemented")
 }
 func (UnimplementedAuditServiceServer) RecordTokenIssuance(context.Context, *RecordTokenIssuanceRequest) (*RecordTokenIssuanceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RecordTokenIssuance not implemented")
@@ -241,6 +304,24 @@ func _AuditService_ExportEvents_Handler(srv interface{}, stream grpc.ServerStrea
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AuditService_ExportEventsServer = grpc.ServerStreamingServer[ExportEventsResponse]
 
+func _AuditService_PruneEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PruneEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).PruneEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_PruneEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).PruneEvents(ctx, req.(*PruneEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AuditService_RecordTokenIssuance_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RecordTokenIssuanceRequest)
 	if err := dec(in); err != nil {
@@ -269,6 +350,10 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEvents",
 			Handler:    _AuditService_ListEvents_Handler,
+		},
+		{
+			MethodName: "PruneEvents",
+			Handler:    _AuditService_PruneEvents_Handler,
 		},
 		{
 			MethodName: "RecordTokenIssuance",

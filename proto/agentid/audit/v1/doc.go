@@ -20,6 +20,11 @@
 //		// handle err; then append resp.GetEvents() in order
 //	}
 //
+// After a pruning (PruneEvents, `agentid audit prune`), the log starts after
+// a base anchor: the first ExportEventsResponse carries it, and the export
+// verifies from it (pkg/audit's VerifyConfig.From) rather than from
+// sequence 1.
+//
 // The composer reports issuances in batches of up to 1000 with
 // RecordTokenIssuance, over the local socket only.
 package auditv1

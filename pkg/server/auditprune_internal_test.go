@@ -1,0 +1,77 @@
+package server
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/store"
+	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
+)
+
+// staleBase is a store whose AuditBase answers as before a prune: what
+// ExportEvents sees when a prune commits between its reads.
+type staleBase struct{ store.Store }
+
+func (staleBase) AuditBase(context.Context) (audit.Anchor, error) { return audit.Anchor{}, nil }
+
+// exportStream collects what ExportEvents sends.
+type exportStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	sent []*auditv1.ExportEventsResponse
+}
+
+func (s *exportStream) Context() context.Context { return s.ctx }
+func (s *exportStream) Send(m *auditv1.ExportEventsResponse) error {
+	s.sent = append(s.sent, m)
+	return nil
+}
+
+func TestPruneEventsMetricAndExportGap(t *testing.T) {
+	now := purgeT0
+	srv, st := purgeServer(t, &now)
+	ctx := context.WithValue(context.Background(), callerKey{}, Caller{Local: true, UID: 1000})
+	evs := make([]audit.Event, 4)
+	for i := range evs {
+		evs[i] = audit.Event{Time: now, Type: audit.TypeAgentSynced, Actor: "agentid-server"}
+	}
+	if err := st.AppendEvents(ctx, evs...); err != nil {
+		t.Fatal(err)
+	}
+	head, err := st.AuditHead(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &auditService{s: srv}
+	if _, err := a.PruneEvents(ctx, &auditv1.PruneEventsRequest{ThroughSequence: 3, ThroughHash: make([]byte, 32)}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("wrong hash: %v", err)
+	}
+	if got := testutil.ToFloat64(srv.metrics.auditPruned); got != 0 {
+		t.Fatalf("pruned metric after a refusal = %v", got)
+	}
+	resp, err := a.PruneEvents(ctx, &auditv1.PruneEventsRequest{ThroughSequence: head.Sequence, ThroughHash: head.Hash[:]})
+	if err != nil || resp.GetPrunedCount() != 4 {
+		t.Fatalf("PruneEvents = %v, %v", resp, err)
+	}
+	if got := testutil.ToFloat64(srv.metrics.auditPruned); got != 4 {
+		t.Fatalf("pruned metric = %v, want 4", got)
+	}
+
+	// An export that read the base before the prune would skip events 1..4:
+	// it fails rather than send a chain with a gap.
+	srv.store = staleBase{st}
+	stream := &exportStream{ctx: ctx}
+	err = a.ExportEvents(&auditv1.ExportEventsRequest{}, stream)
+	if st := status.Convert(err); st.Code() != codes.Aborted || st.Message() != "the audit log was pruned during the export: event 1 is gone; export again" {
+		t.Fatalf("export across a prune: %v", err)
+	}
+	if len(stream.sent) != 0 {
+		t.Fatalf("sent %d messages before the gap", len(stream.sent))
+	}
+}
