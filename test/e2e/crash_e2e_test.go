@@ -5,8 +5,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,6 +201,60 @@ func (sc *scenario) step8(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged creates, %d audit events before the crash, %d after", len(acked), len(before), len(after))
+
+	sc.archiveAndPrune(t)
+}
+
+// archiveAndPrune does what an operator does to keep the audit log's
+// volume bounded, on the restarted server: export and verify an archive,
+// prune through its head, then check that the log left starts after that
+// head, verifies from it and from nothing else, and records the prune.
+func (sc *scenario) archiveAndPrune(t *testing.T) {
+	st := sc.st
+	archive := sc.exportAudit(t)
+	head := archive[len(archive)-1].Anchor()
+	out, err := st.CLI(t, nil, "audit", "prune", "-through", head.String())
+	if want := fmt.Sprintf("pruned %d events; the log now starts after %s\n", len(archive), head); err != nil || out != want {
+		t.Fatalf("audit prune: %q %v; want %q", out, err, want)
+	}
+	stdout, stderr, err := st.Exec(t, nil, st.Bin(t, "agentid"), "-socket", st.LocalSocket, "audit", "export")
+	if want := fmt.Sprintf("agentid: the log starts after %s; verify with -from %s\n", head, head); err != nil || stderr != want {
+		t.Fatalf("audit export after the prune: stderr %q, %v; want %q", stderr, err, want)
+	}
+	var rest []*audit.Event
+	for ev, err := range audit.ReadJSONL(strings.NewReader(stdout)) {
+		if err != nil {
+			t.Fatalf("read the export after the prune: %v", err)
+		}
+		rest = append(rest, ev)
+	}
+	// The prune's own event follows the head it names (token issuances
+	// recorded in between may come first).
+	var pruned []*audit.Event
+	for _, ev := range rest {
+		if ev.Type == audit.TypeAuditPruned {
+			pruned = append(pruned, ev)
+		}
+	}
+	if len(rest) == 0 {
+		t.Fatal("the log after the prune is empty; want at least the audit_pruned event")
+	}
+	if rest[0].Sequence != head.Sequence+1 || len(pruned) != 1 ||
+		pruned[0].Detail["through_sequence"] != strconv.FormatUint(head.Sequence, 10) ||
+		pruned[0].Detail["through_hash"] != head.Hash.String() || pruned[0].Actor == "" {
+		t.Fatalf("the log after the prune: first event %d, audit_pruned events %+v; want it to start at %d with one naming %s",
+			rest[0].Sequence, pruned, head.Sequence+1, head)
+	}
+	path := st.ScratchFile(t, "audit-rest.jsonl", []byte(stdout))
+	if out, err := st.CLI(t, nil, "audit", "verify", "-from", head.String(), path); err != nil || !strings.HasPrefix(out, "ok: ") {
+		t.Fatalf("audit verify -from %s: %q %v", head, out, err)
+	}
+	_, err = st.CLI(t, nil, "audit", "verify", path)
+	want := fmt.Sprintf("agentid: %s: audit: chain broken at sequence %d: first event has sequence %d, expected 1\n", path, head.Sequence+1, head.Sequence+1)
+	if ce, ok := err.(*stack.CommandError); !ok || ce.Stderr != want {
+		t.Fatalf("audit verify without -from after the prune: %v; want %q", err, want)
+	}
+	t.Logf("pruned %d audit events through %s; %d left", len(archive), head, len(rest))
 }
 
 // localClient is a DelegationService client on agentid-server's local

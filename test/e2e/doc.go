@@ -23,7 +23,10 @@
 //  7. a verifier outside SPIFFE checks a delegated token with the JWKS of
 //     SPIRE's oidc-discovery-provider;
 //  8. agentid-server killed with SIGKILL and restarted loses nothing; the
-//     composer fails closed while it is down;
+//     composer fails closed while it is down; then the audit log is
+//     archived (export, verify) and pruned through the archive's head with
+//     the CLI: what is left starts after that head, verifies from it, and
+//     records the prune;
 //  9. agentid-extauthz, attested like the service and following
 //     revocations, answers Envoy-shaped CheckRequests: a delegated token
 //     from its own agent passes with the x-agentid-* headers, from another
