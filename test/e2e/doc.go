@@ -35,7 +35,10 @@
 //     answers to the Envoy it admits (an X509-SVID spire-server mints for
 //     the test) and presents agentid-extauthz's own SVID; another SVID of
 //     the trust domain, or no certificate, is refused in the TLS handshake
-//     before any Check runs.
+//     before any Check runs;
+//  10. agentid-composer's counts reach spire-server's Prometheus sink
+//      through SPIRE's metrics host service: tokens composed in the earlier
+//      steps and the refusals of the revoked delegation.
 //
 // A step that fails skips the ones after it, which need its state. Every
 // wait is bounded and its failure names what did not happen; the logs of

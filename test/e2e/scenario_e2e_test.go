@@ -53,6 +53,7 @@ func TestScenario(t *testing.T) {
 		{"7_outside_verifier_with_jwks", sc.step7},
 		{"8_server_crash", sc.step8},
 		{"9_extauthz_in_front_of_the_service", sc.step9},
+		{"10_composer_metrics_through_spire", sc.step10},
 	}
 	failed := ""
 	for _, s := range steps {

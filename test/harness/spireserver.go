@@ -62,6 +62,11 @@ type ServerOptions struct {
 	// (profiling_port). A diagnostic: SPIRE then also turns on gRPC
 	// tracing, which costs every call a little.
 	ProfilingPort int
+	// Prometheus turns on spire-server's Prometheus telemetry sink on
+	// 127.0.0.1:<port reserved at server start>; MetricsURL is where to
+	// scrape it. Plugins' metrics (those they send through SPIRE's
+	// metrics host service) appear there too.
+	Prometheus bool
 }
 
 // SPIREServer is a running spire-server: sqlite datastore, join_token node
@@ -74,7 +79,9 @@ type SPIREServer struct {
 	adminSocket   string
 	bindPort      int
 	discoveryPort int
-	dataDir       string
+	// metricsPort is the Prometheus sink's port, 0 when off.
+	metricsPort int
+	dataDir     string
 
 	connOnce sync.Once
 	conn     *grpc.ClientConn
@@ -115,8 +122,15 @@ func StartSPIREServer(t testing.TB, opts ServerOptions) *SPIREServer {
 	// The discovery port is only reserved here (oidc-discovery-provider
 	// binds it later); spire-server binds bindPort, and starts again on
 	// new ports when it lost that one.
-	startOnPorts(t, 2, func(ports []int) (*process, error) {
+	nPorts := 2
+	if opts.Prometheus {
+		nPorts = 3
+	}
+	startOnPorts(t, nPorts, func(ports []int) (*process, error) {
 		s.bindPort, s.discoveryPort = ports[0], ports[1]
+		if opts.Prometheus {
+			s.metricsPort = ports[2]
+		}
 		s.jwtIssuer = opts.JWTIssuer
 		if s.jwtIssuer == "" {
 			s.jwtIssuer = fmt.Sprintf("http://127.0.0.1:%d", s.discoveryPort)
@@ -174,6 +188,10 @@ func (s *SPIREServer) config(opts ServerOptions) (string, error) {
 		b.WriteString(p)
 	}
 	b.WriteString("}\n")
+	if s.metricsPort > 0 {
+		// SPIRE v1.13.3's telemetry block (pkg/common/telemetry/config.go).
+		fmt.Fprintf(&b, "\ntelemetry {\n  Prometheus {\n    host = %s\n    port = %d\n  }\n}\n", hclString("127.0.0.1"), s.metricsPort)
+	}
 	return b.String(), nil
 }
 
@@ -243,6 +261,15 @@ func (s *SPIREServer) TrustDomain() spiffeid.TrustDomain { return s.trustDomain 
 
 // JWTIssuer is the server's jwt_issuer, the "iss" of its JWT-SVIDs.
 func (s *SPIREServer) JWTIssuer() string { return s.jwtIssuer }
+
+// MetricsURL is where spire-server serves its Prometheus metrics
+// (ServerOptions.Prometheus), "" when it does not.
+func (s *SPIREServer) MetricsURL() string {
+	if s.metricsPort == 0 {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/metrics", s.metricsPort)
+}
 
 // AgentAddress is the host:port agents connect to.
 func (s *SPIREServer) AgentAddress() string { return fmt.Sprintf("127.0.0.1:%d", s.bindPort) }

@@ -212,6 +212,9 @@ func Start(t testing.TB, opts Options) *Stack {
 			Data: fmt.Sprintf("agentid_socket_path = %s\nmax_staleness = %s",
 				strconv.Quote(s.LocalSocket), strconv.Quote(opts.MaxStaleness.String())),
 		},
+		// Its Prometheus sink carries what agentid-composer reports through
+		// SPIRE's metrics host service (step 10 scrapes it).
+		Prometheus: true,
 	})
 	s.progress("spire-server (trust domain %s, agentid-composer loaded) healthy in %s", TrustDomain, since(step))
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
@@ -34,6 +35,9 @@ type auditor struct {
 	client auditv1.AuditServiceClient
 	log    hclog.Logger
 	tuning tuning
+	// lost counts the records never delivered (the plugin's counter, so
+	// that it outlives this sender).
+	lost *atomic.Uint64
 
 	mu     sync.RWMutex // guards closed against enqueue
 	closed bool
@@ -45,10 +49,10 @@ type auditor struct {
 	cancel context.CancelFunc
 }
 
-func newAuditor(client auditv1.AuditServiceClient, size int, log hclog.Logger, t tuning) *auditor {
+func newAuditor(client auditv1.AuditServiceClient, size int, log hclog.Logger, t tuning, lost *atomic.Uint64) *auditor {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &auditor{
-		client: client, log: log, tuning: t,
+		client: client, log: log, tuning: t, lost: lost,
 		queue:  make(chan *auditv1.TokenIssuance, size),
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
@@ -72,6 +76,10 @@ func (a *auditor) enqueue(rec *auditv1.TokenIssuance) error {
 		return ErrAuditQueueFull
 	}
 }
+
+// depth is the number of records waiting in the queue (not counting the
+// batch being sent).
+func (a *auditor) depth() int { return len(a.queue) }
 
 // stop refuses new records, sends those queued for up to flushTimeout, and
 // logs how many could not be sent.
@@ -97,11 +105,11 @@ func (a *auditor) run() {
 	for {
 		select {
 		case rec := <-a.queue:
-			lost += a.send(a.collect(rec))
+			lost += a.count(a.send(a.collect(rec)))
 		case <-a.stopCh:
 			// closed is set: nothing new arrives, drain what is queued.
 			for len(a.queue) > 0 {
-				lost += a.send(a.collect(<-a.queue))
+				lost += a.count(a.send(a.collect(<-a.queue)))
 			}
 			if lost > 0 {
 				a.log.Error("Token issuances were not reported to agentid-server", logKeyRecords, lost)
@@ -109,6 +117,14 @@ func (a *auditor) run() {
 			return
 		}
 	}
+}
+
+// count adds n undelivered records to the plugin's counter and returns n.
+func (a *auditor) count(n int) int {
+	if n > 0 && a.lost != nil {
+		a.lost.Add(uint64(n))
+	}
+	return n
 }
 
 // collect makes a batch of first and what arrives within the linger time

@@ -145,7 +145,7 @@ func TestAuditLostOnClose(t *testing.T) {
 
 // TestAuditStoppedRefuses checks enqueue after stop.
 func TestAuditStoppedRefuses(t *testing.T) {
-	a := newAuditor(nil, 1, nil, fastTuning)
+	a := newAuditor(nil, 1, nil, fastTuning, nil)
 	a.stop()
 	if err := a.enqueue(nil); err != errAuditStopped {
 		t.Fatalf("enqueue after stop: %v", err)

@@ -52,17 +52,25 @@ const (
 // (audit queue full); FailedPrecondition (not configured); Internal (the
 // plugin's own failure, such as encoding the claims).
 func (p *Plugin) ComposeWorkloadJWTSVID(ctx context.Context, req *credentialcomposerv1.ComposeWorkloadJWTSVIDRequest) (*credentialcomposerv1.ComposeWorkloadJWTSVIDResponse, error) {
+	// The outcome is counted with one atomic add; the flusher reports the
+	// counts to SPIRE in the background.
 	st, err := p.getState()
 	if err != nil {
+		p.counters.refused[reasonNotReady].Add(1)
 		return nil, err
 	}
 	attributes := req.GetAttributes()
 	if attributes.GetClaims() == nil {
+		p.counters.refused[reasonBadRequest].Add(1)
 		return nil, status.Error(codes.InvalidArgument, "composer: request missing attributes")
 	}
 	if err := p.compose(ctx, st, req.GetSpiffeId(), attributes.Claims); err != nil {
+		if !errors.Is(err, errNoMarker) {
+			p.counters.refused[reasonOf(err)].Add(1)
+		}
 		return nil, status.Error(codeOf(err), err.Error())
 	}
+	p.counters.composed.Add(1)
 	return &credentialcomposerv1.ComposeWorkloadJWTSVIDResponse{Attributes: attributes}, nil
 }
 

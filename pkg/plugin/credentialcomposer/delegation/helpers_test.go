@@ -57,6 +57,9 @@ var fastTuning = tuning{
 	dialTimeout:   5 * time.Second,
 	auditTimeout:  5 * time.Second,
 	flushTimeout:  5 * time.Second,
+	// Metrics tests flush by Close, or shorten this themselves.
+	metricsInterval: time.Hour,
+	metricsTimeout:  5 * time.Second,
 }
 
 // fakeClock is a settable clock.
@@ -436,6 +439,14 @@ type harness struct {
 // prepended) unless hcl is "-".
 func newHarness(t *testing.T, srv *fakeServer, hcl string) *harness {
 	t.Helper()
+	return newHarnessWith(t, srv, hcl, nil)
+}
+
+// newHarnessWith is newHarness offering the plugin the host services
+// hostServices; prepare, when set, runs before the plugin is served (to
+// change its tuning).
+func newHarnessWith(t *testing.T, srv *fakeServer, hcl string, prepare func(p *Plugin), hostServices ...pluginsdk.ServiceServer) *harness {
+	t.Helper()
 	h := &harness{clock: newFakeClock(), srv: srv, logs: new(syncBuffer), ended: make(chan error, 1000)}
 	h.socket = filepath.Join(t.TempDir(), "agentid.sock")
 	if srv != nil {
@@ -449,14 +460,18 @@ func newHarness(t *testing.T, srv *fakeServer, hcl string) *harness {
 		default:
 		}
 	}
+	if prepare != nil {
+		prepare(h.plugin)
+	}
 	h.client = new(credentialcomposerv1.CredentialComposerPluginClient)
 	h.config = new(configv1.ConfigServiceClient)
 	plugintest.ServeInBackground(t, plugintest.Config{
-		PluginServer:   credentialcomposerv1.CredentialComposerPluginServer(h.plugin),
-		PluginClient:   h.client,
-		ServiceServers: []pluginsdk.ServiceServer{configv1.ConfigServiceServer(h.plugin)},
-		ServiceClients: []pluginsdk.ServiceClient{h.config},
-		Logger:         hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Debug}),
+		PluginServer:       credentialcomposerv1.CredentialComposerPluginServer(h.plugin),
+		PluginClient:       h.client,
+		ServiceServers:     []pluginsdk.ServiceServer{configv1.ConfigServiceServer(h.plugin)},
+		ServiceClients:     []pluginsdk.ServiceClient{h.config},
+		HostServiceServers: hostServices,
+		Logger:             hclog.New(&hclog.LoggerOptions{Output: h.logs, Level: hclog.Debug}),
 	})
 	if hcl != "-" {
 		h.configure(t, hcl)

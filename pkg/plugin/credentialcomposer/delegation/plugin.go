@@ -11,6 +11,7 @@ import (
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	"github.com/hashicorp/go-hclog"
 	"github.com/spiffe/spire-plugin-sdk/pluginsdk"
+	metricsv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/hostservice/common/metrics/v1"
 	credentialcomposerv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/plugin/server/credentialcomposer/v1"
 	configv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/service/common/config/v1"
 	"google.golang.org/grpc"
@@ -68,6 +69,9 @@ type tuning struct {
 	// must not be refused for that. The wait is on the replica's own update
 	// signal, never on the network.
 	unknownWait time.Duration
+	// metricsInterval is how often the counters and gauges are sent to
+	// SPIRE's metrics host service; metricsTimeout bounds one such flush.
+	metricsInterval, metricsTimeout time.Duration
 }
 
 var defaultTuning = tuning{
@@ -84,10 +88,15 @@ var defaultTuning = tuning{
 	flushTimeout:  2 * time.Second,
 	auditLinger:   100 * time.Millisecond,
 	unknownWait:   500 * time.Millisecond,
+	// Ten seconds is the scrape interval of a typical Prometheus set-up:
+	// a shorter one would only add calls to SPIRE.
+	metricsInterval: 10 * time.Second,
+	metricsTimeout:  5 * time.Second,
 }
 
 var (
 	_ pluginsdk.NeedsLogger                         = (*Plugin)(nil)
+	_ pluginsdk.NeedsHostServices                   = (*Plugin)(nil)
 	_ credentialcomposerv1.CredentialComposerServer = (*Plugin)(nil)
 	_ configv1.ConfigServer                         = (*Plugin)(nil)
 )
@@ -114,9 +123,16 @@ type Plugin struct {
 	tuning tuning
 	claims claimCache
 
-	// configMu serialises Configure and Close; it also guards log.
+	// configMu serialises Configure and Close; it also guards log,
+	// metrics and flusher.
 	configMu sync.Mutex
 	log      hclog.Logger
+	// metrics is SPIRE's metrics host service, nil when SPIRE offers none;
+	// flusher reports to it while the plugin is configured.
+	metrics metricsv1.MetricsClient
+	flusher *flusher
+	// counters are counted whether or not metrics is available.
+	counters counters
 	// state is read without locks on the signing path.
 	state atomic.Pointer[state]
 
@@ -148,6 +164,9 @@ type backend struct {
 	audit          *auditor
 	cancel         context.CancelFunc
 	wg             sync.WaitGroup
+	// started is when the backend started: the replica age gauge's origin
+	// until agentid-server is first heard.
+	started time.Time
 }
 
 // New returns an unconfigured plugin.
@@ -165,6 +184,22 @@ func (p *Plugin) SetLogger(log hclog.Logger) {
 	p.configMu.Lock()
 	p.log = log
 	p.configMu.Unlock()
+}
+
+// BrokerHostServices is called by the plugin framework at load, after
+// SetLogger. It takes SPIRE's metrics host service when there is one;
+// without it (an older SPIRE, a test) the plugin works the same and only
+// logs that its metrics are off.
+func (p *Plugin) BrokerHostServices(broker pluginsdk.ServiceBroker) error {
+	client := new(metricsv1.MetricsServiceClient)
+	p.configMu.Lock()
+	defer p.configMu.Unlock()
+	if !broker.BrokerClient(client) {
+		p.log.Info("SPIRE offers no metrics host service; agentid_composer metrics are off")
+		return nil
+	}
+	p.metrics = client
+	return nil
 }
 
 // Configure builds the configuration from the plugin_data HCL and swaps it
@@ -192,6 +227,9 @@ func (p *Plugin) Configure(_ context.Context, req *configv1.ConfigureRequest) (*
 	if old != nil && old.rt != rt {
 		old.rt.stop()
 	}
+	if p.metrics != nil && p.flusher == nil {
+		p.flusher = newFlusher(p, p.metrics, p.log)
+	}
 	return &configv1.ConfigureResponse{}, nil
 }
 
@@ -204,13 +242,18 @@ func (p *Plugin) Validate(_ context.Context, req *configv1.ValidateRequest) (*co
 }
 
 // Close stops the watch and the audit sender, sending the queued issuance
-// records first (for at most two seconds). The plugin SDK calls it when
+// records first (for at most two seconds), then sends the counters to
+// SPIRE's metrics host service a last time. The plugin SDK calls it when
 // SPIRE unloads the plugin; afterwards the plugin is unconfigured.
 func (p *Plugin) Close() error {
 	p.configMu.Lock()
 	defer p.configMu.Unlock()
 	if old := p.state.Swap(nil); old != nil {
 		old.rt.stop()
+	}
+	if p.flusher != nil {
+		p.flusher.stop()
+		p.flusher = nil
 	}
 	return nil
 }
@@ -239,8 +282,9 @@ func (p *Plugin) start(c *config) (*backend, error) {
 		conn:           conn,
 		replica:        newReplica(),
 		cancel:         cancel,
+		started:        p.now(),
 	}
-	rt.audit = newAuditor(auditv1.NewAuditServiceClient(conn), c.auditQueueSize, log, p.tuning)
+	rt.audit = newAuditor(auditv1.NewAuditServiceClient(conn), c.auditQueueSize, log, p.tuning, &p.counters.auditLost)
 	w := &watcher{
 		client:  delegationv1.NewDelegationServiceClient(conn),
 		replica: rt.replica,

@@ -30,6 +30,8 @@ type replica struct {
 	// progress): where a broken stream resumes.
 	revision uint64
 	// lastHeard is when the last message arrived on a stream while ready.
+	// reset keeps it: lookups judge readiness first, and the age gauge
+	// goes on counting from the last message through a resync.
 	lastHeard time.Time
 	byID      map[domain.ID]*domain.Delegation
 	// changed is closed and replaced after every update; tests wait on it.
@@ -141,7 +143,7 @@ func (r *replica) touch(now time.Time) {
 // snapshot_end.
 func (r *replica) reset() {
 	r.mu.Lock()
-	r.byID, r.revision, r.lastHeard, r.ready = map[domain.ID]*domain.Delegation{}, 0, time.Time{}, false
+	r.byID, r.revision, r.ready = map[domain.ID]*domain.Delegation{}, 0, false
 	r.broadcastLocked()
 	r.mu.Unlock()
 }
@@ -188,6 +190,14 @@ func (r *replica) size() int {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return len(r.byID)
+}
+
+// heard returns whether the replica is ready and when it last heard from
+// agentid-server (zero if never).
+func (r *replica) heard() (bool, time.Time) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.ready, r.lastHeard
 }
 
 // changes returns a channel that is closed at the next update.

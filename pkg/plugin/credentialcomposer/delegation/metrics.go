@@ -1,0 +1,263 @@
+package composer
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/agentid/agentid/pkg/claims"
+	"github.com/hashicorp/go-hclog"
+	metricsv1 "github.com/spiffe/spire-plugin-sdk/proto/spire/hostservice/common/metrics/v1"
+)
+
+// Metric keys, as the metrics host service takes them: SPIRE prefixes its
+// service name and joins the parts with "_" for Prometheus
+// (spire_server_agentid_composer_tokens_composed) or "." for statsd. The
+// README's Metrics section lists them.
+var (
+	metricTokensComposed     = []string{"agentid_composer", "tokens_composed"}
+	metricTokensRefused      = []string{"agentid_composer", "tokens_refused"}
+	metricAuditRecordsLost   = []string{"agentid_composer", "audit_records_lost"}
+	metricReplicaDelegations = []string{"agentid_composer", "replica_delegations"}
+	metricReplicaAge         = []string{"agentid_composer", "replica_age_seconds"}
+	metricReplicaReady       = []string{"agentid_composer", "replica_ready"}
+	metricAuditQueueDepth    = []string{"agentid_composer", "audit_queue_depth"}
+)
+
+// labelReason is the label of tokens_refused naming why.
+const labelReason = "reason"
+
+// reason is why a delegated token was refused, the reason label of
+// tokens_refused.
+type reason int
+
+const (
+	reasonUnknown reason = iota
+	reasonRevoked
+	reasonExpired
+	reasonForeign
+	reasonStale
+	reasonNotReady
+	reasonAuditQueueFull
+	reasonBadRequest
+	reasonInternal
+	numReasons
+)
+
+// reasonNames are the label values, indexed by reason. SPIRE's telemetry
+// rewrites every run of characters outside [A-Za-z0-9_] in a label value, so
+// these use none.
+var reasonNames = [numReasons]string{
+	reasonUnknown:        "unknown",
+	reasonRevoked:        "revoked",
+	reasonExpired:        "expired",
+	reasonForeign:        "foreign",
+	reasonStale:          "stale",
+	reasonNotReady:       "not_ready",
+	reasonAuditQueueFull: "audit_queue_full",
+	reasonBadRequest:     "bad_request",
+	reasonInternal:       "internal",
+}
+
+// reasonOf classifies a refusal as codeOf does its code; it must not be
+// given errNoMarker, which is no refusal. A backend stopping under the call
+// (errAuditStopped: reconfigured or unloading) counts as not_ready, as the
+// caller sees the same Unavailable and the same remedy: retry.
+func reasonOf(err error) reason {
+	switch {
+	case errors.Is(err, ErrNotReady), errors.Is(err, errAuditStopped):
+		return reasonNotReady
+	case errors.Is(err, ErrStale):
+		return reasonStale
+	case errors.Is(err, ErrUnknownDelegation):
+		return reasonUnknown
+	case errors.Is(err, ErrForeignDelegation):
+		return reasonForeign
+	case errors.Is(err, ErrRevoked):
+		return reasonRevoked
+	case errors.Is(err, ErrExpired):
+		return reasonExpired
+	case errors.Is(err, ErrAuditQueueFull):
+		return reasonAuditQueueFull
+	case errors.Is(err, errBadRequest), errors.Is(err, claims.ErrMarker):
+		return reasonBadRequest
+	default:
+		return reasonInternal
+	}
+}
+
+// counters are counted on the signing path with one atomic add each and
+// read only by the flusher: no token waits on SPIRE's metrics host service.
+// They live as long as the plugin process, across reconfigurations.
+type counters struct {
+	composed  atomic.Uint64
+	refused   [numReasons]atomic.Uint64
+	auditLost atomic.Uint64
+
+	// reported is what SPIRE acknowledged, per series; only the one
+	// flusher running at a time touches it. It is kept here, not in the
+	// flusher, so that a flusher started after Close and Configure sends
+	// growth, not the totals again.
+	reported *reported
+}
+
+// reported is the flushers' state: the series, what the host service has
+// acknowledged of each (a failed IncrCounter is sent again as part of the
+// next delta), and whether each was announced (sent once, zero included,
+// so that each series exists in SPIRE's sinks before its first event).
+type reported struct {
+	series    []counterSeries
+	sent      []uint64
+	announced []bool
+}
+
+// counterSeries is one counter as reported: its key, labels and value.
+type counterSeries struct {
+	key    []string
+	labels []*metricsv1.Label
+	value  *atomic.Uint64
+}
+
+// series lists every counter, in a fixed order.
+func (c *counters) series() []counterSeries {
+	out := []counterSeries{
+		{key: metricTokensComposed, value: &c.composed},
+		{key: metricAuditRecordsLost, value: &c.auditLost},
+	}
+	for r := range numReasons {
+		out = append(out, counterSeries{
+			key:    metricTokensRefused,
+			labels: []*metricsv1.Label{{Name: labelReason, Value: reasonNames[r]}},
+			value:  &c.refused[r],
+		})
+	}
+	return out
+}
+
+// flusher sends the counters and gauges to SPIRE's metrics host service
+// every tuning.metricsInterval, and once more when stopped.
+type flusher struct {
+	p        *Plugin
+	client   metricsv1.MetricsClient
+	log      hclog.Logger
+	r        *reported
+	failures int
+	stopCh   chan struct{}
+	done     chan struct{}
+}
+
+// newFlusher starts a flusher; the caller (holding configMu) makes sure
+// that no other runs.
+func newFlusher(p *Plugin, client metricsv1.MetricsClient, log hclog.Logger) *flusher {
+	if p.counters.reported == nil {
+		series := p.counters.series()
+		p.counters.reported = &reported{
+			series:    series,
+			sent:      make([]uint64, len(series)),
+			announced: make([]bool, len(series)),
+		}
+	}
+	f := &flusher{
+		p: p, client: client, log: log, r: p.counters.reported,
+		stopCh: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go f.run()
+	return f
+}
+
+// stop sends the counters a last time (the backend is stopped by then, so
+// no gauge is sent) and waits for the flusher's goroutine.
+func (f *flusher) stop() {
+	close(f.stopCh)
+	<-f.done
+}
+
+func (f *flusher) run() {
+	defer close(f.done)
+	ticker := time.NewTicker(f.p.tuning.metricsInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			f.flush()
+		case <-f.stopCh:
+			f.flush()
+			return
+		}
+	}
+}
+
+// flush sends each counter's growth since the last acknowledged flush as an
+// IncrCounter, then the gauges of the current backend, if any. One flush is
+// bounded by tuning.metricsTimeout; a failure is logged (at Warn the first
+// time and every tenth, at Debug otherwise) and the unsent growth carried
+// over.
+func (f *flusher) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), f.p.tuning.metricsTimeout)
+	defer cancel()
+	var firstErr error
+	r := f.r
+	for i, s := range r.series {
+		cur := s.value.Load()
+		delta := cur - r.sent[i]
+		if delta == 0 && r.announced[i] {
+			continue
+		}
+		// float32 holds integers exactly up to 2^24: more than a flush
+		// interval's worth of tokens at any rate SPIRE signs at.
+		_, err := f.client.IncrCounter(ctx, &metricsv1.IncrCounterRequest{Key: s.key, Val: float32(delta), Labels: s.labels})
+		if err != nil {
+			firstErr = err
+			break
+		}
+		r.sent[i], r.announced[i] = cur, true
+	}
+	if firstErr == nil {
+		firstErr = f.setGauges(ctx)
+	}
+	if firstErr == nil {
+		f.failures = 0
+		return
+	}
+	f.failures++
+	log := f.log.With(logKeyAttempt, f.failures, logKeyError, firstErr.Error())
+	if f.failures == 1 || f.failures%10 == 0 {
+		log.Warn("Failed to report metrics to SPIRE; retrying at the next flush")
+	} else {
+		log.Debug("Failed to report metrics to SPIRE; retrying at the next flush")
+	}
+}
+
+// setGauges sends the gauges of the current backend; none when the plugin
+// is not configured (or closing).
+func (f *flusher) setGauges(ctx context.Context) error {
+	st := f.p.state.Load()
+	if st == nil {
+		return nil
+	}
+	ready, heard := st.rt.replica.heard()
+	if heard.IsZero() {
+		// Never heard from agentid-server: as old as the backend.
+		heard = st.rt.started
+	}
+	readyValue := float32(0)
+	if ready {
+		readyValue = 1
+	}
+	for _, g := range []struct {
+		key []string
+		val float32
+	}{
+		{metricReplicaDelegations, float32(st.rt.replica.size())},
+		{metricReplicaAge, float32(max(f.p.now().Sub(heard), 0).Seconds())},
+		{metricReplicaReady, readyValue},
+		{metricAuditQueueDepth, float32(st.rt.audit.depth())},
+	} {
+		if _, err := f.client.SetGauge(ctx, &metricsv1.SetGaugeRequest{Key: g.key, Val: g.val}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
