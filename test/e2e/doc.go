@@ -37,8 +37,8 @@
 //     the trust domain, or no certificate, is refused in the TLS handshake
 //     before any Check runs;
 //  10. agentid-composer's counts reach spire-server's Prometheus sink
-//      through SPIRE's metrics host service: tokens composed in the earlier
-//      steps and the refusals of the revoked delegation.
+//     through SPIRE's metrics host service: tokens composed in the earlier
+//     steps and the refusals of the revoked delegation.
 //
 // A step that fails skips the ones after it, which need its state. Every
 // wait is bounded and its failure names what did not happen; the logs of
