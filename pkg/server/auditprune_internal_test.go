@@ -20,6 +20,15 @@ type staleBase struct{ store.Store }
 
 func (staleBase) AuditBase(context.Context) (audit.Anchor, error) { return audit.Anchor{}, nil }
 
+// staleHead also answers AuditHead as before the prune: the prune then cut
+// off the part of the log the export promised to its end, not a gap in it.
+type staleHead struct {
+	staleBase
+	head audit.Anchor
+}
+
+func (s staleHead) AuditHead(context.Context) (audit.Anchor, error) { return s.head, nil }
+
 // exportStream collects what ExportEvents sends.
 type exportStream struct {
 	grpc.ServerStream
@@ -73,5 +82,15 @@ func TestPruneEventsMetricAndExportGap(t *testing.T) {
 	}
 	if len(stream.sent) != 0 {
 		t.Fatalf("sent %d messages before the gap", len(stream.sent))
+	}
+
+	// An export that read both the base and the head before a prune
+	// through the head finds nothing of what it promised: it fails too,
+	// rather than end with OK and no events.
+	srv.store = staleHead{staleBase{st}, head}
+	stream = &exportStream{ctx: ctx}
+	err = a.ExportEvents(&auditv1.ExportEventsRequest{}, stream)
+	if st := status.Convert(err); st.Code() != codes.Aborted || st.Message() != "the audit log was pruned during the export: event 1 is gone; export again" {
+		t.Fatalf("export whose tail a prune cut off: %v (sent %d messages)", err, len(stream.sent))
 	}
 }

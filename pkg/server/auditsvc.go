@@ -120,6 +120,11 @@ func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grp
 			}
 		}
 		if token == "" {
+			if next <= head.Sequence {
+				// A prune through the head's part of the log committed
+				// while the export ran: the events it promised are gone.
+				return status.Errorf(codes.Aborted, "the audit log was pruned during the export: event %d is gone; export again", next)
+			}
 			return nil
 		}
 		page.Token = token

@@ -241,7 +241,7 @@ func (sc *scenario) archiveAndPrune(t *testing.T) {
 	}
 	if rest[0].Sequence != head.Sequence+1 || len(pruned) != 1 ||
 		pruned[0].Detail["through_sequence"] != strconv.FormatUint(head.Sequence, 10) ||
-		pruned[0].Detail["through_hash"] != head.Hash.String() || pruned[0].Actor == "" {
+		pruned[0].Detail["through_hash"] != head.Hash.String() || pruned[0].Actor != fmt.Sprintf("local:uid:%d", os.Getuid()) {
 		t.Fatalf("the log after the prune: first event %d, audit_pruned events %+v; want it to start at %d with one naming %s",
 			rest[0].Sequence, pruned, head.Sequence+1, head)
 	}

@@ -182,13 +182,15 @@ func checkEvents(tx *bolt.Tx, report func(string, ...any) bool) bool {
 		return report("meta: %v", err)
 	}
 	// Keys at or below the base are pruned: left over while a deletion is
-	// unfinished (swept behind the base), a fault once it finished.
+	// unfinished (swept behind the base), but a fault once it finished, and
+	// always at or below an earlier finished deletion (swept).
+	ok := true
 	pruned := func(what string, k []byte, seq uint64) bool {
 		if seq > base.Sequence {
 			return false
 		}
-		if swept >= base.Sequence {
-			report("%s %x is at or below the audit base %d, whose deletion finished", what, k, base.Sequence)
+		if swept >= base.Sequence || seq <= swept {
+			ok = ok && report("%s %x is at or below the audit base %d, whose deletion finished", what, k, min(swept, base.Sequence))
 		}
 		return true
 	}
@@ -211,7 +213,6 @@ func checkEvents(tx *bolt.Tx, report func(string, ...any) bool) bool {
 			}
 		}
 	}
-	ok := true
 	_ = tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		if len(k) == 8 && pruned("audit event", k, binary.BigEndian.Uint64(k)) {
 			return nil

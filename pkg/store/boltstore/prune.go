@@ -255,7 +255,11 @@ func (sw *sweep) step(tx *bolt.Tx, base uint64, budget int) (int, error) {
 	for work := 0; k != nil && work < budget; work++ {
 		n := sw.prefixLen(k)
 		if n < 0 || len(k) != n+8 {
-			return 0, fmt.Errorf("store: corrupt index %s: key %x", sw.bucket, k)
+			// A malformed key is Check's to report, not a reason to stop:
+			// a sweep that failed on it would fail every Open after, and
+			// the store could never start again.
+			k, _ = c.Next()
+			continue
 		}
 		if binary.BigEndian.Uint64(k[n:]) <= base {
 			doomed = append(doomed, bytes.Clone(k))

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -455,4 +456,42 @@ func benchPrune(b *testing.B, chunk int) {
 		}
 		b.StartTimer()
 	}
+}
+
+// A malformed index key is Check's to report: the sweep steps over it, so
+// a prune completes and the store keeps opening (a sweep that failed on it
+// would fail every Open after).
+func TestPruneStepsOverMalformedIndexKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.AppendEvents(ctx, issuances([]string{"dlg_x"}, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketEventsByDelegation).Put([]byte("zzz"), nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := s.ListEvents(ctx, store.EventFilter{}, store.Page{Size: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PruneEvents(ctx, evs[4].Anchor(), pruneEvent()); err != nil || n != 5 {
+		t.Fatalf("PruneEvents = %d, %v; want 5 and no error", n, err)
+	}
+	if err := s.Check(ctx); err == nil || !strings.Contains(err.Error(), "7a7a7a") {
+		t.Fatalf("Check = %v; want the malformed key reported", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, Options{})
+	if err != nil {
+		t.Fatalf("Open after the prune: %v", err)
+	}
+	s.Close()
 }

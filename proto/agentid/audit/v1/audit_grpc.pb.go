@@ -70,15 +70,18 @@ type AuditServiceClient interface {
 	// while it ran: export again); UNAVAILABLE (server shutting down: export
 	// again from the last sequence received).
 	ExportEvents(ctx context.Context, in *ExportEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportEventsResponse], error)
-	// PruneEvents deletes the events up to and including through_sequence, so
-	// the log stops growing without bound. The caller proves it holds that part
-	// of the chain: through_hash must be the hash of the stored event at
-	// through_sequence, i.e. the head of an archive verified with `agentid
-	// audit verify`. The remaining log starts after that event (the base) and
+	// PruneEvents deletes the events after the current base up to and
+	// including through_sequence, so the log stops growing without bound.
+	// through_hash must be the hash of the stored event at through_sequence,
+	// i.e. the head of an archive verified with `agentid audit verify`: a
+	// mistyped anchor deletes nothing (it does not prove that an archive
+	// exists). The remaining log starts after that event (the new base) and
 	// verifies from it; the prune itself is recorded as an
 	// EVENT_TYPE_AUDIT_PRUNED event, appended in the same transaction that
-	// moves the base. Deleting the pruned events may continue briefly after the
-	// response; they are never returned again either way.
+	// moves the base. The call returns once the pruned events are deleted; if
+	// deleting them fails after the base moved, it still succeeds (the events
+	// are never returned again) and the server deletes them when it next
+	// starts.
 	//
 	// Callers: admins (the local socket and configured admin SPIFFE IDs).
 	// Others are refused with PERMISSION_DENIED and the refusal is recorded as
@@ -196,15 +199,18 @@ type AuditServiceServer interface {
 	// while it ran: export again); UNAVAILABLE (server shutting down: export
 	// again from the last sequence received).
 	ExportEvents(*ExportEventsRequest, grpc.ServerStreamingServer[ExportEventsResponse]) error
-	// PruneEvents deletes the events up to and including through_sequence, so
-	// the log stops growing without bound. The caller proves it holds that part
-	// of the chain: through_hash must be the hash of the stored event at
-	// through_sequence, i.e. the head of an archive verified with `agentid
-	// audit verify`. The remaining log starts after that event (the base) and
+	// PruneEvents deletes the events after the current base up to and
+	// including through_sequence, so the log stops growing without bound.
+	// through_hash must be the hash of the stored event at through_sequence,
+	// i.e. the head of an archive verified with `agentid audit verify`: a
+	// mistyped anchor deletes nothing (it does not prove that an archive
+	// exists). The remaining log starts after that event (the new base) and
 	// verifies from it; the prune itself is recorded as an
 	// EVENT_TYPE_AUDIT_PRUNED event, appended in the same transaction that
-	// moves the base. Deleting the pruned events may continue briefly after the
-	// response; they are never returned again either way.
+	// moves the base. The call returns once the pruned events are deleted; if
+	// deleting them fails after the base moved, it still succeeds (the events
+	// are never returned again) and the server deletes them when it next
+	// starts.
 	//
 	// Callers: admins (the local socket and configured admin SPIFFE IDs).
 	// Others are refused with PERMISSION_DENIED and the refusal is recorded as
