@@ -219,7 +219,7 @@ func TestAuditArchiveThenPrune(t *testing.T) {
 			strings.TrimPrefix(head, "3:") + ", not " + strings.Repeat("0", 64) + "\n"},
 	} {
 		r := run(t, nil, "", append([]string{sock}, tt.args...)...)
-		if r.code != tt.code || !strings.HasSuffix(r.stderr, tt.stderr) || r.stdout != "" {
+		if r.code != tt.code || r.stderr != tt.stderr || r.stdout != "" {
 			t.Errorf("%v: %d %q %q; want %d %q", tt.args, r.code, r.stdout, r.stderr, tt.code, tt.stderr)
 		}
 	}

@@ -301,6 +301,19 @@ func (f *fixture) verifyChain() []audit.Event {
 	if last != head {
 		f.t.Fatalf("audit chain ends at %s, the head is %s", last, head)
 	}
+	// A base comes only from a prune, whose audit_pruned event stays above
+	// it and names it: a store reporting a base of its own making fails here.
+	if !base.IsZero() {
+		var named string
+		for _, e := range evs {
+			if e.Type == audit.TypeAuditPruned {
+				named = e.Detail[store.DetailThroughSequence] + ":" + e.Detail[store.DetailThroughHash]
+			}
+		}
+		if named != base.String() {
+			f.t.Fatalf("audit base %s, but the last audit_pruned event names %q", base, named)
+		}
+	}
 	return evs
 }
 
