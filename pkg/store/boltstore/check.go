@@ -10,6 +10,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/store"
 )
 
 // maxProblems bounds how many problems Check reports.
@@ -213,6 +214,10 @@ func checkEvents(tx *bolt.Tx, report func(string, ...any) bool) bool {
 			}
 		}
 	}
+	// The base comes only from a prune, whose audit_pruned event stays
+	// above it and names it: someone who deleted a prefix of the log and
+	// moved the base by hand would have to forge that event's hash too.
+	lastPrune := ""
 	_ = tx.Bucket(bucketEvents).ForEach(func(k, v []byte) error {
 		if len(k) == 8 && pruned("audit event", k, binary.BigEndian.Uint64(k)) {
 			return nil
@@ -221,6 +226,9 @@ func checkEvents(tx *bolt.Tx, report func(string, ...any) bool) bool {
 		if err := e.UnmarshalJSON(v); err != nil {
 			ok = ok && report("audit event %x: %v", k, err)
 			return nil
+		}
+		if e.Type == audit.TypeAuditPruned {
+			lastPrune = e.Detail[store.DetailThroughSequence] + ":" + e.Detail[store.DetailThroughHash]
 		}
 		if !bytes.Equal(k, u64(e.Sequence)) {
 			ok = ok && report("audit event %x holds sequence %d", k, e.Sequence)
@@ -250,6 +258,9 @@ func checkEvents(tx *bolt.Tx, report func(string, ...any) bool) bool {
 		ok = ok && report("audit log: %v", err)
 	} else if verifier.Last() != head {
 		ok = ok && report("audit log ends at %s, the head is %s", verifier.Last(), head)
+	}
+	if !base.IsZero() && lastPrune != base.String() {
+		ok = ok && report("audit base %s is not the anchor the last audit_pruned event names (%q)", base, lastPrune)
 	}
 	for key := range byType {
 		ok = ok && report("%s: entry %x has no matching event", bucketEventsByType, key)

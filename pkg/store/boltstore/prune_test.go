@@ -495,3 +495,53 @@ func TestPruneStepsOverMalformedIndexKey(t *testing.T) {
 	}
 	s.Close()
 }
+
+// Deleting a prefix of the log by hand and moving the base over it is
+// caught by Check: the base must be the anchor the last audit_pruned event
+// names, and forging that event would mean forging its hash and every one
+// after it.
+func TestCheckCatchesHandMovedBase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "p.db")
+	s, err := Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.AppendEvents(ctx, issuances([]string{"dlg_x"}, 10)...); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, err := s.ListEvents(ctx, store.EventFilter{}, store.Page{Size: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PruneEvents(ctx, evs[2].Anchor(), pruneEvent()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("Check after a prune: %v", err)
+	}
+	moved := evs[5].Anchor()
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		for seq := uint64(4); seq <= moved.Sequence; seq++ {
+			if err := tx.Bucket(bucketEvents).Delete(u64(seq)); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if err := meta.Put(keyAuditBaseSeq, u64(moved.Sequence)); err != nil {
+			return err
+		}
+		if err := meta.Put(keyAuditSwept, u64(moved.Sequence)); err != nil {
+			return err
+		}
+		return meta.Put(keyAuditBaseHash, moved.Hash[:])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Check(ctx)
+	want := fmt.Sprintf("audit base %s is not the anchor the last audit_pruned event names (%q)", moved, evs[2].Anchor().String())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Check after moving the base by hand = %v; want it to say %s", err, want)
+	}
+}
