@@ -356,15 +356,13 @@ func (s *Sidecar) getDelegation(w http.ResponseWriter, r *http.Request) string {
 	return outcomeOK
 }
 
-// listStates are the values of GET /v1/delegations?state=.
-var listStates = map[string]delegation.State{
-	"": delegation.StateUnspecified, "active": delegation.StateActive,
-	"revoked": delegation.StateRevoked, "expired": delegation.StateExpired,
-}
+// maxPageSize is the largest page GET /v1/delegations asks for: the most
+// agentid-server returns.
+const maxPageSize = 1000
 
 // listDelegations answers GET /v1/delegations: a page of the delegations
 // the agent holds, optionally in one state (?state=active|revoked|expired),
-// ?page_size= (0..1000) and ?page_token= from the previous page.
+// ?page_size= (0..maxPageSize) and ?page_token= from the previous page.
 func (s *Sidecar) listDelegations(w http.ResponseWriter, r *http.Request) string {
 	if code := s.serverConfigured(w); code != "" {
 		return code
@@ -378,15 +376,18 @@ func (s *Sidecar) listDelegations(w http.ResponseWriter, r *http.Request) string
 			return writeError(w, http.StatusBadRequest, codeInvalidRequest, fmt.Sprintf("sidecar: unknown parameter %q", truncate(k)))
 		}
 	}
-	state, ok := listStates[q.Get("state")]
-	if !ok {
-		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: state: want active, revoked or expired")
+	state := delegation.StateUnspecified
+	if v := q.Get("state"); v != "" {
+		var err error
+		if state, err = delegation.ParseState(v); err != nil {
+			return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: state: want active, revoked or expired")
+		}
 	}
 	size := 0
 	if v := q.Get("page_size"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 1000 {
-			return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: page_size: want 0..1000")
+		if err != nil || n < 0 || n > maxPageSize {
+			return writeError(w, http.StatusBadRequest, codeInvalidRequest, fmt.Sprintf("sidecar: page_size: want 0..%d", maxPageSize))
 		}
 		size = n
 	}

@@ -215,7 +215,7 @@ func TestDelegationReadBack(t *testing.T) {
 	}
 	first, next := list("?page_size=1")
 	second, last := list("?page_size=1&page_token=" + next)
-	if !slices.Equal(first, []string{a + ":active"}) || !slices.Equal(second, []string{b + ":active"}) || next == "" {
+	if !slices.Equal(first, []string{a + ":active"}) || !slices.Equal(second, []string{b + ":active"}) || next == "" || last != "" {
 		t.Fatalf("pages %v %v (next %q, last %q)", first, second, next, last)
 	}
 	if r := f.do(t, "DELETE", f.api+"/v1/delegations/"+a, nil); r.status != 200 {
@@ -230,6 +230,18 @@ func TestDelegationReadBack(t *testing.T) {
 		if got, _ := list(query); !slices.Equal(got, want) {
 			t.Errorf("list %q = %v, want %v", query, got, want)
 		}
+	}
+
+	// Past b's expiry (30 minutes) by the sidecar's clock, b reads as
+	// expired: the API decodes an expired delegation as stored (active).
+	f.ahead.Store(int64(31 * time.Minute))
+	r = f.do(t, "GET", f.api+"/v1/delegations/"+b, nil)
+	r.decode(t, &got)
+	if r.status != 200 || got.Delegation.State != "expired" {
+		t.Fatalf("get past expiry: %d %s", r.status, r.body)
+	}
+	if all, _ := list(""); !slices.Equal(all, []string{a + ":revoked", b + ":expired"}) {
+		t.Fatalf("list past expiry = %v", all)
 	}
 }
 

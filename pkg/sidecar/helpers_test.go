@@ -39,6 +39,8 @@ type fixture struct {
 	proxy    string
 	metrics  string // http://127.0.0.1:port of metrics_listen
 	client   *http.Client
+	// ahead moves the sidecar's clock (not the server's) forward.
+	ahead atomic.Int64
 }
 
 // upstream is an mTLS service presenting id that authenticates agent calls
@@ -214,6 +216,7 @@ routes:
 	}
 	f.logs = &syncBuffer{}
 	config.Log = slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	config.Clock = func() time.Time { return time.Now().Add(time.Duration(f.ahead.Load())) }
 	f.sc, err = sidecar.Start(servertest.Ctx(tb), config)
 	if err != nil {
 		tb.Fatal(err)

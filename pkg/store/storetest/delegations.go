@@ -314,8 +314,10 @@ func testListPaging(t *testing.T, f *fixture) {
 
 	// A token belongs to the filter it was listed with: with another one
 	// it would start at a position that means nothing there.
-	if page, next2, err := f.s.ListDelegations(f.ctx, store.Filter{Agent: Agent(1).String()}, store.Page{Size: 10, Token: next}); !errors.Is(err, store.ErrInvalidArgument) || page != nil || next2 != "" {
-		t.Fatalf("token used with another filter: %d delegations, %q, %v; want ErrInvalidArgument", len(page), next2, err)
+	for _, other := range []store.Filter{{Agent: Agent(1).String()}, {State: delegation.StateActive}, {UserIssuer: Alice.Issuer(), UserSubject: Alice.Subject()}} {
+		if page, next2, err := f.s.ListDelegations(f.ctx, other, store.Page{Size: 10, Token: next}); !errors.Is(err, store.ErrInvalidArgument) || page != nil || next2 != "" {
+			t.Fatalf("token used with filter %+v: %d delegations, %q, %v; want ErrInvalidArgument", other, len(page), next2, err)
+		}
 	}
 
 	// A token stays valid while delegations are added: the next page

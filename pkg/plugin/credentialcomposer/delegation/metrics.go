@@ -145,7 +145,20 @@ type flusher struct {
 	failures int
 	stopCh   chan struct{}
 	done     chan struct{}
+	// ctx ends a periodic flush in flight when stop is called, so that a
+	// hanging host service cannot hold up the plugin's unload.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
+
+// finalFlushTimeout bounds the last flush at Close. SPIRE gives a plugin
+// 10 s to unload; the audit queue's drain may take 2 of them.
+const finalFlushTimeout = time.Second
+
+// maxIncrement is the largest count one IncrCounter carries: its value is a
+// float32, exact for integers up to 2^24. A larger backlog (counts carried
+// over a long host-service outage) goes out over several calls.
+const maxIncrement = 1 << 24
 
 // newFlusher starts a flusher; the caller (holding configMu) makes sure
 // that no other runs.
@@ -158,19 +171,23 @@ func newFlusher(p *Plugin, client metricsv1.MetricsClient, log hclog.Logger) *fl
 			announced: make([]bool, len(series)),
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	f := &flusher{
 		p: p, client: client, log: log, r: p.counters.reported,
 		stopCh: make(chan struct{}),
 		done:   make(chan struct{}),
+		ctx:    ctx, cancel: cancel,
 	}
 	go f.run()
 	return f
 }
 
-// stop sends the counters a last time (the backend is stopped by then, so
-// no gauge is sent) and waits for the flusher's goroutine.
+// stop cuts short a flush in flight, sends the counters a last time within
+// finalFlushTimeout (the backend is stopped by then, so no gauge is sent)
+// and waits for the flusher's goroutine.
 func (f *flusher) stop() {
 	close(f.stopCh)
+	f.cancel()
 	<-f.done
 }
 
@@ -181,11 +198,17 @@ func (f *flusher) run() {
 	for {
 		select {
 		case <-ticker.C:
-			f.flush()
+			// A stop that came with the tick wins: select picks at random.
+			select {
+			case <-f.stopCh:
+			default:
+				f.flush(f.ctx, f.p.tuning.metricsTimeout, false)
+				continue
+			}
 		case <-f.stopCh:
-			f.flush()
-			return
 		}
+		f.flush(context.Background(), finalFlushTimeout, true)
+		return
 	}
 }
 
@@ -194,25 +217,23 @@ func (f *flusher) run() {
 // bounded by tuning.metricsTimeout; a failure is logged (at Warn the first
 // time and every tenth, at Debug otherwise) and the unsent growth carried
 // over.
-func (f *flusher) flush() {
-	ctx, cancel := context.WithTimeout(context.Background(), f.p.tuning.metricsTimeout)
+func (f *flusher) flush(parent context.Context, timeout time.Duration, final bool) {
+	ctx, cancel := context.WithTimeout(parent, timeout)
 	defer cancel()
 	var firstErr error
 	r := f.r
 	for i, s := range r.series {
 		cur := s.value.Load()
-		delta := cur - r.sent[i]
+		delta := min(cur-r.sent[i], maxIncrement)
 		if delta == 0 && r.announced[i] {
 			continue
 		}
-		// float32 holds integers exactly up to 2^24: more than a flush
-		// interval's worth of tokens at any rate SPIRE signs at.
 		_, err := f.client.IncrCounter(ctx, &metricsv1.IncrCounterRequest{Key: s.key, Val: float32(delta), Labels: s.labels})
 		if err != nil {
 			firstErr = err
 			break
 		}
-		r.sent[i], r.announced[i] = cur, true
+		r.sent[i], r.announced[i] = r.sent[i]+delta, true
 	}
 	if firstErr == nil {
 		firstErr = f.setGauges(ctx)
@@ -223,6 +244,11 @@ func (f *flusher) flush() {
 	}
 	f.failures++
 	log := f.log.With(logKeyAttempt, f.failures, logKeyError, firstErr.Error())
+	if final {
+		// Nothing comes after this one: what it could not send is lost.
+		log.Warn("Failed to report metrics to SPIRE while unloading; the counts since the last report are lost")
+		return
+	}
 	if f.failures == 1 || f.failures%10 == 0 {
 		log.Warn("Failed to report metrics to SPIRE; retrying at the next flush")
 	} else {

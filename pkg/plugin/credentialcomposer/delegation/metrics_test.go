@@ -30,7 +30,12 @@ type fakeMetrics struct {
 	gauges   map[string]float32
 	// fail, when set, is answered to every call.
 	fail error
-	wake chan struct{}
+	// hang, when set, makes every call wait for its context to end, as a
+	// host service that stopped answering; inFlight is closed at the first
+	// call that hangs.
+	hang     bool
+	inFlight chan struct{}
+	wake     chan struct{}
 }
 
 func newFakeMetrics() *fakeMetrics {
@@ -65,12 +70,43 @@ func (m *fakeMetrics) record(into map[string]float32, name string, val float32, 
 	return nil
 }
 
-func (m *fakeMetrics) IncrCounter(_ context.Context, req *metricsv1.IncrCounterRequest) (*emptypb.Empty, error) {
+func (m *fakeMetrics) IncrCounter(ctx context.Context, req *metricsv1.IncrCounterRequest) (*emptypb.Empty, error) {
+	if err := m.hanging(ctx); err != nil {
+		return nil, err
+	}
 	return &emptypb.Empty{}, m.record(m.counters, seriesName(req.GetKey(), req.GetLabels()), req.GetVal(), true)
 }
 
-func (m *fakeMetrics) SetGauge(_ context.Context, req *metricsv1.SetGaugeRequest) (*emptypb.Empty, error) {
+func (m *fakeMetrics) SetGauge(ctx context.Context, req *metricsv1.SetGaugeRequest) (*emptypb.Empty, error) {
+	if err := m.hanging(ctx); err != nil {
+		return nil, err
+	}
 	return &emptypb.Empty{}, m.record(m.gauges, seriesName(req.GetKey(), req.GetLabels()), req.GetVal(), false)
+}
+
+// hanging waits for ctx to end when the service hangs.
+func (m *fakeMetrics) hanging(ctx context.Context) error {
+	m.mu.Lock()
+	hang, inFlight := m.hang, m.inFlight
+	if hang && inFlight != nil {
+		close(inFlight)
+		m.inFlight = nil
+	}
+	m.mu.Unlock()
+	if !hang {
+		return nil
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// setHang makes every later call hang; the returned channel is closed when
+// the first one does.
+func (m *fakeMetrics) setHang() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.hang, m.inFlight = true, make(chan struct{})
+	return m.inFlight
 }
 
 func (m *fakeMetrics) changed() <-chan struct{} {
@@ -360,4 +396,66 @@ func TestMetricsAcrossCloseAndConfigure(t *testing.T) {
 		}
 		checkCounters(t, fm, wantCounters(map[string]float32{"agentid_composer.tokens_composed": float32(round)}))
 	}
+}
+
+// A host service that stops answering neither slows signing nor holds up
+// the plugin's unload past SPIRE's 10 s: Close cuts the flush in flight and
+// gives the last one finalFlushTimeout.
+func TestMetricsHangingHostService(t *testing.T) {
+	fm := newFakeMetrics()
+	srv := startFakeServer(t, "", fixtures()...)
+	h := newMetricsHarness(t, srv, fm, func(p *Plugin) {
+		p.tuning.metricsInterval = 10 * time.Millisecond
+		p.tuning.metricsTimeout = time.Hour // only stop may end the flush in flight
+		p.tuning.flushTimeout = 100 * time.Millisecond
+	})
+	h.configure(t, "")
+	h.waitReady(t)
+	select {
+	case <-fm.setHang():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no flush reached the host service")
+	}
+	start := time.Now()
+	for range 100 {
+		if err := h.compose(t, analyst, childID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("100 tokens took %s while the host service hung", d)
+	}
+	start = time.Now()
+	if err := h.plugin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > finalFlushTimeout+time.Second {
+		t.Fatalf("Close took %s with the host service hanging; want at most about %s", d, finalFlushTimeout)
+	}
+}
+
+// Reconfiguring keeps the one flusher: a second would share its
+// bookkeeping and count twice.
+func TestMetricsAcrossReconfigure(t *testing.T) {
+	fm := newFakeMetrics()
+	srv := startFakeServer(t, "", fixtures()...)
+	h := newMetricsHarness(t, srv, fm, nil)
+	h.configure(t, "")
+	h.waitReady(t)
+	first := h.plugin.flusher
+	if err := h.compose(t, analyst, childID); err != nil {
+		t.Fatal(err)
+	}
+	h.configure(t, `max_staleness = "20s"`)
+	h.waitReady(t)
+	if err := h.compose(t, analyst, childID); err != nil {
+		t.Fatal(err)
+	}
+	if h.plugin.flusher != first {
+		t.Fatal("Configure started a second flusher")
+	}
+	if err := h.plugin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkCounters(t, fm, wantCounters(map[string]float32{"agentid_composer.tokens_composed": 2}))
 }
