@@ -91,9 +91,14 @@ func reasonOf(err error) reason {
 // read only by the flusher: no token waits on SPIRE's metrics host service.
 // They live as long as the plugin process, across reconfigurations.
 type counters struct {
+	// The pads keep the counters, written on every token, off the cache
+	// lines of the Plugin's other fields, which every token reads (state):
+	// a flood of refusals must not slow the signing of other tokens.
+	_         [64]byte
 	composed  atomic.Uint64
 	refused   [numReasons]atomic.Uint64
 	auditLost atomic.Uint64
+	_         [64]byte
 
 	// reported is what SPIRE acknowledged, per series; only the one
 	// flusher running at a time touches it. It is kept here, not in the
