@@ -30,10 +30,12 @@ const (
 )
 
 // step10 scrapes spire-server's /metrics and checks that agentid-composer
-// reported through SPIRE's metrics host service: the tokens it composed in
-// the earlier steps and the refusals of step 6's revoked delegation
-// (revoked, or unknown once a replica rebuilt after step 8's crash no
-// longer holds it).
+// reported through SPIRE's metrics host service what the earlier steps made
+// it do: the tokens it composed, the refusals of step 6's revoked
+// delegation (revoked, or unknown once a replica rebuilt after step 8's
+// crash no longer holds it), step 5's agent asking under another's
+// delegation (foreign), and the tokens it refused as stale while
+// agentid-server was down in step 8: failing closed shows in the metrics.
 func (sc *scenario) step10(t *testing.T) {
 	url := sc.st.SPIRE.MetricsURL()
 	if url == "" {
@@ -45,13 +47,15 @@ func (sc *scenario) step10(t *testing.T) {
 		composed := samples.sum(metricComposed, nil)
 		revoked := samples.sum(metricRefused, map[string]string{"reason": "revoked"})
 		unknown := samples.sum(metricRefused, map[string]string{"reason": "unknown"})
-		if err == nil && composed > 0 && revoked+unknown > 0 {
+		stale := samples.sum(metricRefused, map[string]string{"reason": "stale"})
+		foreign := samples.sum(metricRefused, map[string]string{"reason": "foreign"})
+		if err == nil && composed > 0 && revoked+unknown > 0 && stale > 0 && foreign > 0 {
 			t.Logf("agentid-composer through spire-server's /metrics: %s", samples.named("spire_server_agentid_composer_"))
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("within %s of scraping %s: tokens_composed %g, tokens_refused revoked %g, unknown %g (want > 0 and a refusal), error %v; composer series: %s",
-				metricsTimeout, url, composed, revoked, unknown, err, samples.named("spire_server_agentid_composer_"))
+			t.Fatalf("within %s of scraping %s: tokens_composed %g, tokens_refused revoked %g, unknown %g, stale %g, foreign %g (want each > 0, revoked or unknown), error %v; composer series: %s",
+				metricsTimeout, url, composed, revoked, unknown, stale, foreign, err, samples.named("spire_server_agentid_composer_"))
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

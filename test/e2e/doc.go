@@ -38,7 +38,8 @@
 //     before any Check runs;
 //  10. agentid-composer's counts reach spire-server's Prometheus sink
 //     through SPIRE's metrics host service: tokens composed in the earlier
-//     steps and the refusals of the revoked delegation.
+//     steps, and the refusals of the revoked delegation, of step 5's
+//     theft (foreign) and of step 8's outage (stale).
 //
 // A step that fails skips the ones after it, which need its state. Every
 // wait is bounded and its failure names what did not happen; the logs of
