@@ -221,44 +221,36 @@ func (f *fixture) events() []audit.Event {
 
 func (f *fixture) listEvents(filter store.EventFilter, size int) []audit.Event {
 	f.t.Helper()
-	var all []audit.Event
-	token := ""
-	for range 10_000 {
-		page, next, err := f.s.ListEvents(f.ctx, filter, store.Page{Size: size, Token: token})
-		if err != nil {
-			f.t.Fatalf("ListEvents(%+v): %v", filter, err)
-		}
-		if len(page) > size {
-			f.t.Fatalf("ListEvents returned %d events for a page of %d", len(page), size)
-		}
-		if next != "" && len(page) == 0 {
-			f.t.Fatal("ListEvents returned an empty page with a next token")
-		}
-		all = append(all, page...)
-		if next == "" {
-			return all
-		}
-		token = next
-	}
-	f.t.Fatal("ListEvents never ended")
-	return nil
+	return readAll(f, fmt.Sprintf("ListEvents(%+v)", filter), size, func(p store.Page) ([]audit.Event, string, error) {
+		return f.s.ListEvents(f.ctx, filter, p)
+	})
 }
 
 // list returns every delegation the filter selects, reading page by page.
 func (f *fixture) list(filter store.Filter, size int) []*delegation.Delegation {
 	f.t.Helper()
-	var all []*delegation.Delegation
+	return readAll(f, fmt.Sprintf("ListDelegations(%+v)", filter), size, func(p store.Page) ([]*delegation.Delegation, string, error) {
+		return f.s.ListDelegations(f.ctx, filter, p)
+	})
+}
+
+// readAll pages through a listing with pages of size, checking the paging
+// contract on the way: no page larger than asked, no empty page with a next
+// token, an end.
+func readAll[T any](f *fixture, what string, size int, list func(store.Page) ([]T, string, error)) []T {
+	f.t.Helper()
+	var all []T
 	token := ""
 	for range 10_000 {
-		page, next, err := f.s.ListDelegations(f.ctx, filter, store.Page{Size: size, Token: token})
+		page, next, err := list(store.Page{Size: size, Token: token})
 		if err != nil {
-			f.t.Fatalf("ListDelegations(%+v): %v", filter, err)
+			f.t.Fatalf("%s: %v", what, err)
 		}
 		if len(page) > size {
-			f.t.Fatalf("ListDelegations returned %d for a page of %d", len(page), size)
+			f.t.Fatalf("%s returned %d items for a page of %d", what, len(page), size)
 		}
 		if next != "" && len(page) == 0 {
-			f.t.Fatal("ListDelegations returned an empty page with a next token")
+			f.t.Fatalf("%s returned an empty page with a next token", what)
 		}
 		all = append(all, page...)
 		if next == "" {
@@ -266,7 +258,7 @@ func (f *fixture) list(filter store.Filter, size int) []*delegation.Delegation {
 		}
 		token = next
 	}
-	f.t.Fatal("ListDelegations never ended")
+	f.t.Fatalf("%s never ended", what)
 	return nil
 }
 

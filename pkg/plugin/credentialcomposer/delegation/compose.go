@@ -238,8 +238,7 @@ const maxUnknownWaiters = 32
 // lookups wait at once; the others answer unknown at once. Every other
 // answer is final at once.
 func (p *Plugin) lookup(ctx context.Context, st *state, id domain.ID, sub spiffeid.ID) (*domain.Delegation, error) {
-	changed := st.rt.replica.changes()
-	d, err := st.rt.replica.lookup(id, sub, p.now(), st.config.maxStaleness)
+	d, changed, err := st.rt.replica.lookupOrWait(id, sub, p.now(), st.config.maxStaleness)
 	if !errors.Is(err, ErrUnknownDelegation) {
 		return d, err
 	}
@@ -261,8 +260,7 @@ func (p *Plugin) lookup(ctx context.Context, st *state, id domain.ID, sub spiffe
 		case <-ctx.Done():
 			return nil, err
 		}
-		changed = st.rt.replica.changes()
-		d, err = st.rt.replica.lookup(id, sub, p.now(), st.config.maxStaleness)
+		d, changed, err = st.rt.replica.lookupOrWait(id, sub, p.now(), st.config.maxStaleness)
 		if !errors.Is(err, ErrUnknownDelegation) {
 			return d, err
 		}

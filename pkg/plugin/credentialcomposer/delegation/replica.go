@@ -48,9 +48,24 @@ func newReplica() *replica {
 // state so that an agent learns nothing about another agent's delegation
 // beyond that it exists.
 func (r *replica) lookup(id domain.ID, sub spiffeid.ID, now time.Time, maxStaleness time.Duration) (*domain.Delegation, error) {
+	d, _, err := r.lookupOrWait(id, sub, now, maxStaleness)
+	return d, err
+}
+
+// lookupOrWait is lookup that also returns the channel the replica's next
+// update closes, read under the same lock as the answer: a caller told
+// "unknown" can wait on it without missing an update that came between.
+// One lock per token: this is on SPIRE's signing path.
+func (r *replica) lookupOrWait(id domain.ID, sub spiffeid.ID, now time.Time, maxStaleness time.Duration) (*domain.Delegation, <-chan struct{}, error) {
 	r.mu.RLock()
-	ready, heard, d := r.ready, r.lastHeard, r.byID[id]
+	ready, heard, d, changed := r.ready, r.lastHeard, r.byID[id], r.changed
 	r.mu.RUnlock()
+	d, err := judge(id, sub, now, maxStaleness, ready, heard, d)
+	return d, changed, err
+}
+
+// judge gives lookup's answer from what the replica held.
+func judge(id domain.ID, sub spiffeid.ID, now time.Time, maxStaleness time.Duration, ready bool, heard time.Time, d *domain.Delegation) (*domain.Delegation, error) {
 	switch {
 	case !ready:
 		return nil, ErrNotReady
