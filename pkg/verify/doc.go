@@ -25,7 +25,8 @@
 //	p, err := v.Verify(peerID, token)
 //
 // It checks, in this order: the token's size (MaxTokenSize, before any
-// decoding), the JOSE header (an asymmetric algorithm, a kid), the signature
+// decoding), the JOSE header (an asymmetric algorithm, a kid; parsed by
+// go-jose, as go-spiffe's jwtsvid does, which refuses repeated members), the signature
 // against the JWT authority of that kid in an accepted trust domain, then the
 // payload: sub a SPIFFE ID of that trust domain, exp/nbf/iat on the injected
 // clock, an accepted audience, well-formed delegation claims whose chain ends

@@ -5,245 +5,156 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/sha512"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
 	"strings"
 	"time"
-	"unsafe"
 
+	"github.com/go-jose/go-jose/v4"
+	josejson "github.com/go-jose/go-jose/v4/json"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// This file verifies the JWS compact serialization of a JWT-SVID. It accepts
-// a subset of what go-spiffe's jwtsvid.ParseAndValidate accepts (the same
-// algorithms, kid required, typ JWT or JOSE, sub a SPIFFE ID, exp required)
-// with two differences that are the reason it exists:
+// This file verifies the JWS compact serialization of a JWT-SVID with
+// go-jose, as go-spiffe's jwtsvid.ParseAndValidate does, and accepts a
+// subset of what ParseAndValidate accepts (the same algorithms, kid
+// required, typ JWT or JOSE, sub a SPIFFE ID, exp required). Around go-jose
+// it adds:
 //
-//   - the signature is checked before the payload is decoded, so a forged
-//     token costs one header decode and one signature check, never a JSON
-//     parse of attacker-chosen claims;
-//   - the payload is decoded once, with the injected clock, instead of twice
-//     against time.Now.
+//   - the header's size bounded (maxHeaderSegment) before go-jose decodes
+//     it, and checked after: a kid, no crit and no b64 (RFC 7797 would change
+//     what is signed); go-jose has already refused repeated member names and
+//     algorithms outside the list;
+//   - the algorithm checked against the key's type and curve, for an error
+//     that says so (go-jose refuses the mismatch too, as a failed signature);
+//   - the payload decoded once, after the signature verified, with limits on
+//     nesting and repeated members (json.go), and the time checked on the
+//     injected clock. go-spiffe decodes it twice against time.Now.
 //
-// A differential test and a fuzz target (FuzzVerifySigned, which signs the
-// fuzzed header and claims with the test key) hold it to go-spiffe: every
-// token it accepts in those, ParseAndValidate accepts too.
+// A differential test and fuzz targets (FuzzVerify, FuzzVerifySigned) hold
+// it to go-spiffe: every token accepted here, ParseAndValidate accepts too.
 
 // maxHeaderSegment bounds the encoded JOSE header. SPIRE's is about 100
 // bytes ({"alg","kid","typ"}).
 const maxHeaderSegment = 1024
 
-// algorithm is a JWS signature algorithm JWT-SVIDs may use (JWT-SVID §3: the
-// RSA, RSA-PSS and ECDSA families; never "none" or HMAC).
-type algorithm struct {
-	hash  crypto.Hash
-	curve elliptic.Curve // ECDSA only
-	size  int            // ECDSA: bytes of r and of s
-	pss   bool           // RSA only
+// algorithms are the JWS algorithms JWT-SVIDs may use (JWT-SVID §3: the
+// RSA, RSA-PSS and ECDSA families; never "none" or HMAC), each with the
+// curve its key must be on (nil: an RSA key).
+var algorithms = map[jose.SignatureAlgorithm]elliptic.Curve{
+	jose.ES256: elliptic.P256(), jose.ES384: elliptic.P384(), jose.ES512: elliptic.P521(),
+	jose.RS256: nil, jose.RS384: nil, jose.RS512: nil,
+	jose.PS256: nil, jose.PS384: nil, jose.PS512: nil,
 }
 
-var algorithms = map[string]algorithm{
-	"ES256": {hash: crypto.SHA256, curve: elliptic.P256(), size: 32},
-	"ES384": {hash: crypto.SHA384, curve: elliptic.P384(), size: 48},
-	"ES512": {hash: crypto.SHA512, curve: elliptic.P521(), size: 66},
-	"RS256": {hash: crypto.SHA256},
-	"RS384": {hash: crypto.SHA384},
-	"RS512": {hash: crypto.SHA512},
-	"PS256": {hash: crypto.SHA256, pss: true},
-	"PS384": {hash: crypto.SHA384, pss: true},
-	"PS512": {hash: crypto.SHA512, pss: true},
+// allowedAlgorithms is the keys of algorithms, for go-jose.
+var allowedAlgorithms = []jose.SignatureAlgorithm{
+	jose.ES256, jose.ES384, jose.ES512, jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
 }
 
-// jws is a token split into its parts; nothing of the payload is decoded.
+// jws is a parsed token; its payload has not been decoded.
 type jws struct {
-	alg       algorithm
-	kid       string
-	input     string // header "." payload: what the signature covers
-	payload   string // base64url
-	signature string // base64url
+	alg    jose.SignatureAlgorithm
+	kid    string
+	parsed *jose.JSONWebSignature
 }
 
 func malformedf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrMalformedToken}, args...)...)
 }
 
-// splitJWS checks the compact form and decodes the header only.
-func splitJWS(token string) (jws, error) {
-	dot1 := strings.IndexByte(token, '.')
-	if dot1 < 0 {
+// parseJWS has go-jose parse token (the allowed algorithms only; its JSON
+// decoder refuses repeated member names and matches them case-sensitively)
+// and checks the header it found.
+func parseJWS(token string) (jws, error) {
+	header, _, ok := strings.Cut(token, ".")
+	if !ok || strings.Count(token, ".") != 2 {
 		return jws{}, malformedf("not a JWS compact serialization")
 	}
-	rest := token[dot1+1:]
-	dot2 := strings.IndexByte(rest, '.')
-	if dot2 < 0 || strings.IndexByte(rest[dot2+1:], '.') >= 0 {
-		return jws{}, malformedf("not a JWS compact serialization")
-	}
-	t := jws{input: token[:dot1+1+dot2], payload: rest[:dot2], signature: rest[dot2+1:]}
-	header := token[:dot1]
 	if len(header) > maxHeaderSegment {
 		return jws{}, malformedf("header longer than %d bytes", maxHeaderSegment)
 	}
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(header)
+	parsed, err := jose.ParseSignedCompact(token, allowedAlgorithms)
 	if err != nil {
-		return jws{}, malformedf("header is not base64url")
+		return jws{}, parseError(header, err)
 	}
-	// The same strict decoder as the payload's: member names match
-	// case-sensitively ("ALG" is not "alg") and may not repeat.
-	fields, err := decodeJSONObject(raw)
-	if err != nil {
-		return jws{}, malformedf("header is not a JSON object")
-	}
-	if _, ok := fields["crit"]; ok {
-		// No extension is understood, so none may be critical.
-		return jws{}, malformedf("header \"crit\" is not supported")
-	}
-	if _, ok := fields["b64"]; ok {
-		// An unencoded payload (RFC 7797) would change what is signed.
-		return jws{}, malformedf("header \"b64\" is not supported")
-	}
-	// Other members (e.g. x5t) are ignored: keys never come from the token.
-	var h struct{ Alg, Kid, Typ *string }
-	for _, f := range []struct {
-		name string
-		dst  **string
-	}{{"alg", &h.Alg}, {"kid", &h.Kid}, {"typ", &h.Typ}} {
-		value, ok := fields[f.name]
-		if !ok {
-			continue
+	h := parsed.Signatures[0].Protected
+	for _, name := range []jose.HeaderKey{"crit", "b64"} {
+		// No extension is understood, so none may be critical; an
+		// unencoded payload (RFC 7797, b64) would change what is signed.
+		if _, ok := h.ExtraHeaders[name]; ok {
+			return jws{}, malformedf("header %q is not supported", name)
 		}
-		s, ok := value.(string)
-		if !ok {
-			return jws{}, malformedf("header %q is not a string", f.name)
-		}
-		*f.dst = &s
 	}
-	if h.Alg == nil {
-		return jws{}, fmt.Errorf("%w: no alg", ErrUnsupportedAlgorithm)
-	}
-	var ok bool
-	if t.alg, ok = algorithms[*h.Alg]; !ok {
-		return jws{}, fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, truncate(*h.Alg))
-	}
-	if h.Kid == nil || *h.Kid == "" {
+	// Other members (e.g. x5t, jwk) are ignored: keys never come from the
+	// token.
+	if h.KeyID == "" {
 		return jws{}, malformedf("header has no kid")
 	}
-	t.kid = *h.Kid
-	if h.Typ != nil && *h.Typ != "JWT" && *h.Typ != "JOSE" {
-		return jws{}, malformedf("header typ %q is neither JWT nor JOSE", truncate(*h.Typ))
+	if typ, ok := h.ExtraHeaders[jose.HeaderType]; ok {
+		if s, _ := typ.(string); s != "JWT" && s != "JOSE" {
+			return jws{}, malformedf("header typ %q is neither JWT nor JOSE", truncate(fmt.Sprint(typ)))
+		}
 	}
-	return t, nil
+	return jws{alg: jose.SignatureAlgorithm(h.Algorithm), kid: h.KeyID, parsed: parsed}, nil
 }
 
-// verifySignature checks the signature of t under key.
-func (t jws) verifySignature(key crypto.PublicKey) error {
-	var buf [2 * 66]byte // an ES512 signature, the largest ECDSA one
-	var sig []byte
-	if n := base64.RawURLEncoding.DecodedLen(len(t.signature)); n <= len(buf) {
-		m, err := base64.RawURLEncoding.Strict().Decode(buf[:], []byte(t.signature))
-		if err != nil {
-			return malformedf("signature is not base64url")
-		}
-		sig = buf[:m]
-	} else {
-		var err error
-		if sig, err = base64.RawURLEncoding.Strict().DecodeString(t.signature); err != nil {
-			return malformedf("signature is not base64url")
-		}
+// parseError says why go-jose refused a token whose encoded header is
+// header. go-jose's own text may quote the token: it is not passed on.
+func parseError(header string, err error) error {
+	raw, b64err := base64.RawURLEncoding.Strict().DecodeString(header)
+	if b64err != nil {
+		return malformedf("header is not base64url")
 	}
-	var d [sha512.Size]byte
-	digest := digest(d[:0], t.alg.hash, t.input)
+	var fields map[string]any
+	if err := josejson.Unmarshal(raw, &fields); err != nil || fields == nil {
+		return malformedf("header is not a JSON object")
+	}
+	switch alg, ok := fields["alg"]; {
+	case !ok:
+		return fmt.Errorf("%w: no alg", ErrUnsupportedAlgorithm)
+	case !isAllowed(alg):
+		return fmt.Errorf("%w: %q", ErrUnsupportedAlgorithm, truncate(fmt.Sprint(alg)))
+	}
+	if _, ok := errors.AsType[base64.CorruptInputError](err); ok {
+		return malformedf("payload or signature is not base64url")
+	}
+	return malformedf("header does not parse as JOSE") // e.g. kid not a string, a malformed jwk
+}
+
+func isAllowed(alg any) bool {
+	s, ok := alg.(string)
+	_, allowed := algorithms[jose.SignatureAlgorithm(s)]
+	return ok && allowed
+}
+
+// verify checks the signature of t under key and returns the payload.
+func (t jws) verify(key crypto.PublicKey) ([]byte, error) {
+	curve := algorithms[t.alg]
 	switch k := key.(type) {
 	case *ecdsa.PublicKey:
-		if t.alg.curve == nil || k.Curve != t.alg.curve {
-			return fmt.Errorf("%w: algorithm does not match the key", ErrBadSignature)
+		if curve == nil || k.Curve != curve {
+			return nil, fmt.Errorf("%w: algorithm does not match the key", ErrBadSignature)
 		}
-		if len(sig) != 2*t.alg.size {
-			return fmt.Errorf("%w: %d bytes, want %d", ErrBadSignature, len(sig), 2*t.alg.size)
+		size := 2 * ((curve.Params().BitSize + 7) / 8)
+		if n := len(t.parsed.Signatures[0].Signature); n != size {
+			return nil, fmt.Errorf("%w: %d bytes, want %d", ErrBadSignature, n, size)
 		}
-		var der [2*66 + 9]byte
-		if !ecdsa.VerifyASN1(k, digest, asn1Signature(der[:0], sig[:t.alg.size], sig[t.alg.size:])) {
-			return ErrBadSignature
-		}
-		return nil
 	case *rsa.PublicKey:
-		if t.alg.curve != nil {
-			return fmt.Errorf("%w: algorithm does not match the key", ErrBadSignature)
+		if curve != nil {
+			return nil, fmt.Errorf("%w: algorithm does not match the key", ErrBadSignature)
 		}
-		var err error
-		if t.alg.pss {
-			err = rsa.VerifyPSS(k, t.alg.hash, digest, sig, nil)
-		} else {
-			err = rsa.VerifyPKCS1v15(k, t.alg.hash, digest, sig)
-		}
-		if err != nil {
-			return ErrBadSignature
-		}
-		return nil
 	default:
-		return fmt.Errorf("%w: unsupported key type %T", ErrBadSignature, key)
+		return nil, fmt.Errorf("%w: unsupported key type %T", ErrBadSignature, key)
 	}
+	payload, err := t.parsed.Verify(key)
+	if err != nil {
+		return nil, ErrBadSignature
+	}
+	return payload, nil
 }
-
-// asn1Signature appends to dst the DER form crypto/ecdsa verifies,
-// SEQUENCE { INTEGER r, INTEGER s }, of a JWS signature's fixed-size halves.
-// (ecdsa.Verify would do the same through two big.Ints and an allocation.)
-// r and s are at most 66 bytes, so every length fits in one byte.
-func asn1Signature(dst, r, s []byte) []byte {
-	r, s = minimalInt(r), minimalInt(s)
-	intLen := func(b []byte) int {
-		if len(b) > 0 && b[0]&0x80 != 0 {
-			return len(b) + 1
-		}
-		return len(b)
-	}
-	lr, ls := intLen(r), intLen(s)
-	dst = append(dst, 0x30) // SEQUENCE
-	if body := 2 + lr + 2 + ls; body >= 0x80 {
-		dst = append(dst, 0x81, byte(body))
-	} else {
-		dst = append(dst, byte(body))
-	}
-	for _, n := range [][]byte{r, s} {
-		dst = append(dst, 0x02, byte(intLen(n))) // INTEGER
-		if intLen(n) > len(n) {
-			dst = append(dst, 0)
-		}
-		dst = append(dst, n...)
-	}
-	return dst
-}
-
-// minimalInt strips leading zero bytes, keeping one byte for zero (which
-// ECDSA verification then rejects).
-func minimalInt(b []byte) []byte {
-	for len(b) > 1 && b[0] == 0 {
-		b = b[1:]
-	}
-	return b
-}
-
-func digest(dst []byte, h crypto.Hash, input string) []byte {
-	switch h {
-	case crypto.SHA256:
-		d := sha256.Sum256(bytesOf(input))
-		return append(dst, d[:]...)
-	case crypto.SHA384:
-		d := sha512.Sum384(bytesOf(input))
-		return append(dst, d[:]...)
-	default:
-		d := sha512.Sum512(bytesOf(input))
-		return append(dst, d[:]...)
-	}
-}
-
-// bytesOf views s as bytes without copying, for hash functions, which only
-// read their input. It saves copying the token (up to MaxTokenSize) twice
-// per request.
-func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 // registered holds the standard claims of a verified payload.
 type registered struct {
@@ -255,13 +166,8 @@ type registered struct {
 
 // decodePayload decodes the payload of a token whose signature verified,
 // returning all its claims and the registered ones checked and typed.
-func (t jws) decodePayload() (map[string]any, registered, error) {
-	var buf [MaxTokenSize]byte
-	n, err := base64.RawURLEncoding.Strict().Decode(buf[:], []byte(t.payload))
-	if err != nil {
-		return nil, registered{}, malformedf("payload is not base64url")
-	}
-	all, err := decodeJSONObject(buf[:n])
+func decodePayload(payload []byte) (map[string]any, registered, error) {
+	all, err := decodeJSONObject(payload)
 	switch {
 	case errors.Is(err, errJSONDepth):
 		return nil, registered{}, malformedf("payload %v", err)

@@ -89,7 +89,7 @@ func (v *Verifier) Verify(peer spiffeid.ID, token string) (Principal, error) {
 		return Principal{}, ErrNoPeer
 	}
 	now := v.config.Clock()
-	key := sha256.Sum256(bytesOf(token))
+	key := tokenHash(token)
 	e := v.cache.get(key)
 	if e != nil && !v.stillSigned(e) {
 		// The key was removed from (or replaced in) the bundle: verify
@@ -117,6 +117,13 @@ func (v *Verifier) Verify(peer spiffeid.ID, token string) (Principal, error) {
 	}
 	p.Delegation.Chain = slices.Clone(p.Delegation.Chain)
 	return p, nil
+}
+
+// tokenHash is the cache key of token. The copy to the stack spares the
+// heap the []byte conversion of a string sha256 cannot take.
+func tokenHash(token string) [sha256.Size]byte {
+	var buf [MaxTokenSize]byte
+	return sha256.Sum256(buf[:copy(buf[:], token)])
 }
 
 func (v *Verifier) expiredError(e *entry) error {
@@ -167,12 +174,13 @@ func (v *Verifier) checkRevocation(p *Principal) error {
 
 // verifyToken does everything that depends on the token alone.
 func (v *Verifier) verifyToken(token string, now time.Time) (*entry, error) {
-	t, err := splitJWS(token)
+	t, err := parseJWS(token)
 	if err != nil {
 		return nil, err
 	}
 	e := &entry{kid: t.kid}
 	found := false
+	var payload []byte
 	var sigErr error
 	for _, td := range v.config.TrustDomains {
 		b, err := v.config.Bundles.GetJWTBundleForTrustDomain(td)
@@ -184,7 +192,7 @@ func (v *Verifier) verifyToken(token string, now time.Time) (*entry, error) {
 			continue
 		}
 		found = true
-		if sigErr = t.verifySignature(k); sigErr == nil {
+		if payload, sigErr = t.verify(k); sigErr == nil {
 			e.td, e.key = td, k
 			break
 		}
@@ -195,7 +203,7 @@ func (v *Verifier) verifyToken(token string, now time.Time) (*entry, error) {
 	case e.key == nil:
 		return nil, sigErr
 	}
-	all, reg, err := t.decodePayload()
+	all, reg, err := decodePayload(payload)
 	if err != nil {
 		return nil, err
 	}
