@@ -18,6 +18,7 @@ import (
 	"github.com/agentid/agentid/pkg/policy"
 	"github.com/agentid/agentid/pkg/store"
 	"github.com/agentid/agentid/pkg/store/boltstore"
+	"github.com/agentid/agentid/pkg/store/storetest"
 )
 
 var purgeT0 = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -63,8 +64,10 @@ func storeDelegation(t testing.TB, st store.Store, parent *delegation.Delegation
 		err error
 	)
 	if parent == nil {
-		user, err := delegation.NewUser("https://idp.example.com", "alice", "")
-		if err != nil {
+		// user is declared apart so that err below stays the outer one: a
+		// := here would shadow it and NewRoot's error would go unchecked.
+		var user delegation.User
+		if user, err = delegation.NewUser("https://idp.example.com", "alice", ""); err != nil {
 			t.Fatal(err)
 		}
 		d, err = delegation.NewRoot(delegation.RootParams{
@@ -169,5 +172,36 @@ func TestPurgeRejects(t *testing.T) {
 	cancel()
 	if _, err := s.Purge(ctx, PurgeRetention); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Purge with a canceled context = %v, want context.Canceled", err)
+	}
+}
+
+// TestPurgeStoreFailure: a failed purge stops at the failing batch with the
+// count so far; the purger logs it and tries again at the next interval.
+func TestPurgeStoreFailure(t *testing.T) {
+	ctx := context.Background()
+	now := purgeT0
+	s, st := purgeServer(t, &now)
+	faults := storetest.NewErrorStore(st)
+	s.store = faults
+	storeDelegation(t, st, nil, 1, time.Hour)
+	storeDelegation(t, st, nil, 2, time.Hour)
+	now = purgeT0.Add(48 * time.Hour)
+	errDown := errors.New("injected outage")
+	faults.SetNextError(errDown)
+	if n, err := s.Purge(ctx, PurgeRetention); !errors.Is(err, errDown) || n != 0 {
+		t.Fatalf("Purge = %d, %v; want 0, the injected error", n, err)
+	}
+	p, err := newPurger(s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	faults.SetNextError(errDown)
+	p.once(ctx)
+	if got := testutil.ToFloat64(p.purged); got != 0 {
+		t.Fatalf("purged_total after a failed purge = %v, want 0", got)
+	}
+	p.once(ctx)
+	if got := testutil.ToFloat64(p.purged); got != 1 {
+		t.Fatalf("purged_total after the retry = %v, want 1 (the newest change is kept)", got)
 	}
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/agentid/agentid/pkg/server/servertest"
 	"github.com/agentid/agentid/pkg/store"
 	"github.com/agentid/agentid/pkg/store/boltstore"
+	"github.com/agentid/agentid/pkg/store/storetest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -57,9 +59,25 @@ func TestRevokeUndeclared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Store: st, Users: users, Policy: pol, Agents: servertest.Agents()})
+	faults := storetest.NewErrorStore(st)
+	srv, err := server.New(server.Config{Store: faults, Users: users, Policy: pol, Agents: servertest.Agents()})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// A store that fails stops start-up with an error that says where, and
+	// revokes nothing.
+	errDown := errors.New("injected outage")
+	faults.SetNextError(errDown)
+	if n, err := srv.RevokeUndeclared(ctx); !errors.Is(err, errDown) || n != 0 {
+		t.Fatalf("RevokeUndeclared with listing failing = %d, %v", n, err)
+	}
+	faults.AppendNextError(nil, errDown)
+	if n, err := srv.RevokeUndeclared(ctx); !errors.Is(err, errDown) || n != 0 ||
+		err.Error() != "failed to revoke "+gone.ID.String()+": injected outage" {
+		t.Fatalf("RevokeUndeclared with revoking failing = %d, %v", n, err)
+	}
+	if got, err := st.GetDelegation(ctx, gone.ID); err != nil || got.State != delegation.StateActive {
+		t.Fatalf("after failed revocations: %v, %v; want active", got, err)
 	}
 	n, err := srv.RevokeUndeclared(ctx)
 	if err != nil || n != 1 {

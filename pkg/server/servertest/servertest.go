@@ -23,6 +23,7 @@ import (
 	"github.com/agentid/agentid/pkg/server"
 	"github.com/agentid/agentid/pkg/server/config"
 	"github.com/agentid/agentid/pkg/store/boltstore"
+	"github.com/agentid/agentid/pkg/store/storetest"
 	agentv1 "github.com/agentid/agentid/proto/agentid/agent/v1"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
@@ -58,7 +59,11 @@ const Audience = "agentid"
 // listener, over a bbolt store in a temp dir, with a test OpenID provider.
 type Env struct {
 	Server *server.Server
-	Store  *boltstore.Store
+	// Store is the fixture's store; the server reaches it through Faults.
+	Store *boltstore.Store
+	// Faults fails the server's store calls on demand (SetNextError), for
+	// tests of the store-failure paths.
+	Faults *storetest.ErrorStore
 	IDP    *oidctest.Issuer
 	CA     *testca.CA
 	Clock  *Clock
@@ -143,6 +148,7 @@ func StartWith(tb testing.TB, opts Options) *Env {
 		tb.Fatal(err)
 	}
 	e.Store = st
+	e.Faults = storetest.NewErrorStore(st)
 	tb.Cleanup(func() { st.Close() })
 	users, err := oidcauth.New(oidcauth.Config{
 		Issuers: []oidcauth.IssuerConfig{{URL: e.IDP.URL(), Audiences: []string{Audience}}},
@@ -159,7 +165,7 @@ func StartWith(tb testing.TB, opts Options) *Env {
 		tb.Fatal(err)
 	}
 	srv, err := server.New(server.Config{
-		Store: st, Users: users, Policy: pol, Agents: Agents(),
+		Store: e.Faults, Users: users, Policy: pol, Agents: Agents(),
 		Verifiers: []spiffeid.ID{Verifier}, Admins: []spiffeid.ID{Admin}, AuditReaders: []spiffeid.ID{AuditReader},
 		Clock: e.Clock.Now, WatchHeartbeat: opts.WatchHeartbeat, Log: log,
 	})

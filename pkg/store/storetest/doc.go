@@ -35,4 +35,12 @@
 // from its base (AuditBase) to its head. All times are fixed (T0), so
 // nothing depends on the clock; concurrent tests wait only for their own
 // goroutines.
+//
+// ErrorStore is the suite's other half, for the store's callers: it wraps a
+// real store and fails the calls a test queues (SetNextError,
+// AppendNextError), as SPIRE's fake datastore does, so a handler's
+// store-failure path runs against a real store rather than a mock:
+//
+//	faults := storetest.NewErrorStore(st)
+//	faults.AppendNextError(nil, errors.New("disk gone")) // the second call fails
 package storetest
