@@ -260,7 +260,9 @@ func (c *config) verifyConfig() verify.Config {
 		Audiences:        c.Audiences,
 		TrustDomains:     c.trustDomains,
 		AllowPlainTokens: c.AllowPlainTokens,
-		ClockSkew:        c.ClockSkew,
-		CacheSize:        c.CacheSize,
+		// revocation: {disabled: true}; otherwise run sets the watcher.
+		InsecureNoRevocation: c.Revocation.Disabled,
+		ClockSkew:            c.ClockSkew,
+		CacheSize:            c.CacheSize,
 	}
 }

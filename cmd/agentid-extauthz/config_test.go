@@ -197,6 +197,10 @@ func TestExampleConfig(t *testing.T) {
 	}
 	vc := cfg.verifyConfig()
 	vc.Bundles = jwtbundle.NewSet()
+	if vc.InsecureNoRevocation {
+		t.Fatal("the example runs without revocation checking")
+	}
+	vc.InsecureNoRevocation = true // run sets the watcher; not under test here
 	v, err := verify.New(vc)
 	if err != nil {
 		t.Fatal(err)

@@ -40,8 +40,8 @@ type RevocationChecker interface {
 	Revoked(id delegation.ID) (bool, error)
 }
 
-// Config configures a Verifier. Bundles, Audiences and TrustDomains are
-// required.
+// Config configures a Verifier. Bundles, Audiences, TrustDomains and
+// Revocation (or the explicit InsecureNoRevocation) are required.
 type Config struct {
 	// Bundles gives the JWT authorities of each trust domain, e.g. a
 	// workloadapi.JWTSource or a jwtbundle.Set. Consulted on every call, so a
@@ -58,11 +58,18 @@ type Config struct {
 	// subject must belong to the trust domain whose key signed it.
 	TrustDomains []spiffeid.TrustDomain
 
-	// Revocation is consulted for every token with delegation claims. nil
-	// disables revocation checking: a revoked delegation's tokens are then
-	// accepted until they expire (up to SPIRE's JWT-SVID TTL). Production
-	// verifiers should set it (pkg/verify/revocation).
+	// Revocation is consulted for every token with delegation claims, e.g.
+	// a pkg/verify/revocation Watcher. Required unless InsecureNoRevocation
+	// is set: a verifier that forgot it would accept the tokens of revoked
+	// delegations without a word.
 	Revocation RevocationChecker
+
+	// InsecureNoRevocation runs the Verifier without a revocation checker
+	// (Revocation must then be nil): the tokens of a revoked delegation are
+	// accepted until they expire, up to SPIRE's JWT-SVID TTL. For tests and
+	// for services that deliberately accept that window; agentid-extauthz
+	// sets it for "revocation: {disabled: true}".
+	InsecureNoRevocation bool
 
 	// AllowPlainTokens accepts JWT-SVIDs without delegation claims, yielding
 	// a Principal with only Agent set. Off by default: a service that expects
@@ -102,6 +109,12 @@ func (c Config) withDefaults() (Config, error) {
 		if td.IsZero() {
 			errs = append(errs, fmt.Sprintf("trust domain %d is empty", i))
 		}
+	}
+	switch {
+	case c.Revocation == nil && !c.InsecureNoRevocation:
+		errs = append(errs, "a revocation checker is required (InsecureNoRevocation opts out, accepting revoked delegations' tokens until they expire)")
+	case c.Revocation != nil && c.InsecureNoRevocation:
+		errs = append(errs, "InsecureNoRevocation is set with a revocation checker")
 	}
 	if c.ClockSkew < 0 || c.ClockSkew > maxClockSkew {
 		errs = append(errs, fmt.Sprintf("clock skew %v outside 0..%v", c.ClockSkew, maxClockSkew))

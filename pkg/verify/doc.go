@@ -19,6 +19,11 @@
 //		Revocation:   watcher,
 //	})
 //
+// New refuses a Config without a revocation checker: a verifier that
+// forgot it would accept revoked delegations' tokens without a word. A
+// service that deliberately accepts them until they expire (up to SPIRE's
+// JWT-SVID TTL) says so with InsecureNoRevocation.
+//
 // Verify takes the peer's SPIFFE ID (PeerID reads it from a connection served
 // with ServerTLSConfig) and the token:
 //

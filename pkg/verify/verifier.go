@@ -151,7 +151,7 @@ func (v *Verifier) stillSigned(e *entry) bool {
 
 func (v *Verifier) checkRevocation(p *Principal) error {
 	rc := v.config.Revocation
-	if rc == nil || !p.Delegated() {
+	if rc == nil || !p.Delegated() { // nil only with InsecureNoRevocation
 		return nil
 	}
 	for _, id := range []delegation.ID{p.Delegation.ID, p.Delegation.Root} {

@@ -255,7 +255,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		want string
 	}{
 		{"empty", func(c *verify.Config) { *c = verify.Config{} },
-			"verify: invalid config: bundle source is required; at least one audience is required; at least one trust domain is required"},
+			"verify: invalid config: bundle source is required; at least one audience is required; at least one trust domain is required; " +
+				"a revocation checker is required (InsecureNoRevocation opts out, accepting revoked delegations' tokens until they expire)"},
+		{"no revocation checker", func(c *verify.Config) { c.Revocation = nil },
+			"verify: invalid config: a revocation checker is required (InsecureNoRevocation opts out, accepting revoked delegations' tokens until they expire)"},
+		{"checker and opt-out", func(c *verify.Config) { c.InsecureNoRevocation = true },
+			"verify: invalid config: InsecureNoRevocation is set with a revocation checker"},
 		{"empty audience", func(c *verify.Config) { c.Audiences = []string{"svc", ""} }, "verify: invalid config: audience 1 is empty"},
 		{"zero trust domain", func(c *verify.Config) { c.TrustDomains = []spiffeid.TrustDomain{{}} }, "verify: invalid config: trust domain 0 is empty"},
 		{"skew", func(c *verify.Config) { c.ClockSkew = time.Hour }, "verify: invalid config: clock skew 1h0m0s outside 0..5m0s"},
@@ -268,6 +273,22 @@ func TestNewRejectsBadConfig(t *testing.T) {
 				t.Fatalf("err = %v\nwant %s", err, tt.want)
 			}
 		})
+	}
+}
+
+// With the explicit opt-out, a revoked delegation's token is accepted: the
+// window InsecureNoRevocation's name warns of.
+func TestInsecureNoRevocation(t *testing.T) {
+	env := testca.NewEnv(t)
+	cfg := env.Config()
+	cfg.Revocation, cfg.InsecureNoRevocation = nil, true
+	v, err := verify.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := env.CA.Mint(t, testca.Claims(env.Analyst, testca.Audience, env.Now.Add(5*time.Minute), env.Delegation(t, testca.RevokedID, testca.RootID)))
+	if p, err := v.Verify(env.Analyst, tok); err != nil || p.Delegation.ID != testca.RevokedID {
+		t.Fatalf("opted out: %+v %v", p, err)
 	}
 }
 

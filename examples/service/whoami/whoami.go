@@ -122,7 +122,10 @@ func Start(ctx context.Context, config Config) (*Service, error) {
 	if audience == "" {
 		audience = s.id.String()
 	}
-	vc := verify.Config{Bundles: s.jwt, Audiences: []string{audience}, TrustDomains: []spiffeid.TrustDomain{s.id.TrustDomain()}}
+	vc := verify.Config{
+		Bundles: s.jwt, Audiences: []string{audience}, TrustDomains: []spiffeid.TrustDomain{s.id.TrustDomain()},
+		InsecureNoRevocation: config.ServerAddr == "", // checked above: only with config.InsecureNoRevocation
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if config.ServerAddr != "" {
