@@ -16,6 +16,7 @@ import (
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/store"
+	"github.com/agentid/agentid/pkg/store/internal/pagetoken"
 )
 
 // ctxCheckEvery is how many records a long read handles between looks at
@@ -315,8 +316,8 @@ func (s *Store) ListDelegations(ctx context.Context, f store.Filter, p store.Pag
 	if err != nil {
 		return nil, "", err
 	}
-	tag := filterTag(f.UserIssuer, f.UserSubject, f.Agent, strconv.Itoa(int(f.State)))
-	after, err := parseToken(tokenDelegations, p.Token, tag)
+	tag := pagetoken.DelegationsTag(f)
+	after, err := pagetoken.Parse(pagetoken.Delegations, p.Token, tag)
 	if err != nil {
 		return nil, "", err
 	}
@@ -385,7 +386,7 @@ func (s *Store) ListDelegations(ctx context.Context, f store.Filter, p store.Pag
 	if !more {
 		return out, "", nil
 	}
-	return out, makeToken(tokenDelegations, lastSeq, tag), nil
+	return out, pagetoken.Make(pagetoken.Delegations, lastSeq, tag), nil
 }
 
 // Children implements store.Store. The children come in creation order; an

@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"strconv"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/store"
+	"github.com/agentid/agentid/pkg/store/internal/pagetoken"
 )
 
 // appendEvents seals evs onto the chain, after the last event recorded in
@@ -146,10 +146,8 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter, p store.Pag
 	if err != nil {
 		return nil, "", err
 	}
-	// AfterSeq is not part of the tag: it only moves the start, and a
-	// token already starts past it.
-	tag := filterTag(f.DelegationID, strconv.Itoa(int(f.Type)))
-	after, err := parseToken(tokenEvents, p.Token, tag)
+	tag := pagetoken.EventsTag(f)
+	after, err := pagetoken.Parse(pagetoken.Events, p.Token, tag)
 	if err != nil {
 		return nil, "", err
 	}
@@ -226,7 +224,7 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter, p store.Pag
 	next := ""
 	if len(out) > limit {
 		out = out[:limit]
-		next = makeToken(tokenEvents, out[limit-1].Sequence, tag)
+		next = pagetoken.Make(pagetoken.Events, out[limit-1].Sequence, tag)
 	}
 	return out, next, nil
 }

@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 
@@ -159,67 +158,4 @@ func eventTypeKey(t audit.Type) ([]byte, error) {
 		return nil, fmt.Errorf("%w: event type %d out of range", store.ErrInvalidArgument, t)
 	}
 	return []byte{byte(t)}, nil
-}
-
-// Page tokens are opaque to callers but come back from them, so they are
-// parsed strictly: a kind byte, the last key returned, and a tag of the
-// filter the page was listed with, in unpadded URL-safe base64. A token
-// used with another filter is refused rather than starting that listing at
-// a position that means nothing in it (AIP-158).
-// tokenEncoding is strict so that each token has exactly one text form.
-var tokenEncoding = base64.RawURLEncoding.Strict()
-
-const (
-	tokenDelegations byte = 'd' // followed by a delegation's 8-byte seq
-	tokenEvents      byte = 'e' // followed by an event's 8-byte sequence
-	// tokenLength: kind, 8-byte number, 4-byte filter tag.
-	tokenLength = 1 + 8 + 4
-)
-
-// filterTag condenses the filter fields of a listing, each
-// length-prefixed so that no two filters run together the same way.
-func filterTag(fields ...string) [4]byte {
-	h := sha256.New()
-	for _, f := range fields {
-		var n [4]byte
-		binary.BigEndian.PutUint32(n[:], uint32(len(f)))
-		h.Write(n[:])
-		h.Write([]byte(f))
-	}
-	var tag [4]byte
-	copy(tag[:], h.Sum(nil))
-	return tag
-}
-
-// makeToken returns the token of the page after the item numbered last,
-// listed with the filter whose tag is tag.
-func makeToken(kind byte, last uint64, tag [4]byte) string {
-	b := make([]byte, 0, tokenLength)
-	b = append(b, kind)
-	b = binary.BigEndian.AppendUint64(b, last)
-	b = append(b, tag[:]...)
-	return tokenEncoding.EncodeToString(b)
-}
-
-// parseToken returns the number after which the page starts; 0 for the
-// first page. The token must have been made for the same kind of listing
-// and the same filter.
-func parseToken(kind byte, token string, tag [4]byte) (uint64, error) {
-	if token == "" {
-		return 0, nil
-	}
-	b, err := tokenEncoding.DecodeString(token)
-	// The decoder skips '\r' and '\n' even when strict: re-encoding keeps
-	// each token to its one text form.
-	if err != nil || len(b) != tokenLength || b[0] != kind || tokenEncoding.EncodeToString(b) != token {
-		return 0, fmt.Errorf("%w: malformed page token", store.ErrInvalidArgument)
-	}
-	n := binary.BigEndian.Uint64(b[1:9])
-	if n == 0 {
-		return 0, fmt.Errorf("%w: malformed page token", store.ErrInvalidArgument)
-	}
-	if [4]byte(b[9:]) != tag {
-		return 0, fmt.Errorf("%w: page token was made for another filter", store.ErrInvalidArgument)
-	}
-	return n, nil
 }
