@@ -17,9 +17,13 @@ type access struct {
 	admins       map[spiffeid.ID]bool
 	verifiers    map[spiffeid.ID]bool
 	auditReaders map[spiffeid.ID]bool
+	// userClients act for the user who is at the keyboard (the user page,
+	// the CLI over mTLS): with her fresh token they may revoke any of her
+	// delegations.
+	userClients map[spiffeid.ID]bool
 }
 
-func newAccess(admins, verifiers, auditReaders []spiffeid.ID) access {
+func newAccess(admins, verifiers, auditReaders, userClients []spiffeid.ID) access {
 	set := func(ids []spiffeid.ID) map[spiffeid.ID]bool {
 		m := make(map[spiffeid.ID]bool, len(ids))
 		for _, id := range ids {
@@ -27,7 +31,7 @@ func newAccess(admins, verifiers, auditReaders []spiffeid.ID) access {
 		}
 		return m
 	}
-	return access{admins: set(admins), verifiers: set(verifiers), auditReaders: set(auditReaders)}
+	return access{admins: set(admins), verifiers: set(verifiers), auditReaders: set(auditReaders), userClients: set(userClients)}
 }
 
 func (a access) isAdmin(c Caller) bool { return c.Local || a.admins[c.ID] }
@@ -53,7 +57,7 @@ func (a access) canSubDelegate(c Caller, parent *delegation.Delegation) bool {
 
 // canRevoke: admins; the delegation's agent (dropping its own authority);
 // the caller who created it or any of its ancestors (who created a branch may
-// prune inside it). The user's own fresh token is checked by the handler.
+// prune inside it).
 func (a access) canRevoke(c Caller, d *delegation.Delegation, ancestors []*delegation.Delegation) bool {
 	if a.isAdmin(c) {
 		return true
@@ -70,6 +74,18 @@ func (a access) canRevoke(c Caller, d *delegation.Delegation, ancestors []*deleg
 		}
 	}
 	return false
+}
+
+// canRevokeAsUser: who may revoke with the user's own fresh token (the
+// handler checks that the token is hers and fresh). A token says which user
+// agrees, not who is asking: an agent handed alice's token for one task must
+// not use it to revoke her other delegations. So the token widens nothing for
+// ordinary callers (they may revoke what canRevoke allows, recorded as the
+// user's act); only admins (the local socket: the CLI on the host) and the
+// configured user clients (the user page, the CLI over mTLS) revoke any
+// delegation of the token's user.
+func (a access) canRevokeAsUser(c Caller, d *delegation.Delegation, ancestors []*delegation.Delegation) bool {
+	return a.isAdmin(c) || (!c.ID.IsZero() && a.userClients[c.ID]) || a.canRevoke(c, d, ancestors)
 }
 
 // canWatch: the composer (local socket) and admins see everything;

@@ -385,8 +385,18 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 	}
 	ev := audit.Event{DelegationID: dl.ID.String(), Agent: dl.Agent.String(), User: dl.User.String()}
 	actor := c.String()
+	ancestors, err := s.ancestors(ctx, dl)
+	if errors.Is(err, store.ErrNotFound) {
+		// An ancestor purged meanwhile: the tree is long expired.
+		return nil, status.Error(codes.NotFound, "id: no such delegation")
+	}
+	if err != nil {
+		return nil, s.storeError("read ancestors", err)
+	}
+	allowed := s.access.canRevoke
 	if token := req.GetUserToken(); token != "" {
-		// The user's own token is the authority, whoever the peer is.
+		// The user's own token says she agrees; the caller must still be
+		// one who may act on this delegation for her (canRevokeAsUser).
 		ident, err := s.authenticateUser(ctx, rpc, c, token, ev)
 		if err != nil {
 			return nil, err
@@ -402,22 +412,14 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 			return nil, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
 		}
 		actor = "user:" + ident.User.String()
-	} else {
-		ancestors, err := s.ancestors(ctx, dl)
-		if errors.Is(err, store.ErrNotFound) {
-			// An ancestor purged meanwhile: the tree is long expired.
+		allowed = s.access.canRevokeAsUser
+	}
+	if !allowed(c, dl, ancestors) {
+		s.deny(ctx, rpc, c, "not_allowed", "", ev)
+		if !s.access.canSee(c, dl) {
 			return nil, status.Error(codes.NotFound, "id: no such delegation")
 		}
-		if err != nil {
-			return nil, s.storeError("read ancestors", err)
-		}
-		if !s.access.canRevoke(c, dl, ancestors) {
-			s.deny(ctx, rpc, c, "not_allowed", "", ev)
-			if !s.access.canSee(c, dl) {
-				return nil, status.Error(codes.NotFound, "id: no such delegation")
-			}
-			return nil, status.Error(codes.PermissionDenied, "caller may not revoke this delegation")
-		}
+		return nil, status.Error(codes.PermissionDenied, "caller may not revoke this delegation")
 	}
 	now := s.clock()
 	resp := &delegationv1.RevokeDelegationResponse{}

@@ -50,6 +50,10 @@ type identity interface {
 func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	for _, w := range cfg.Warnings {
+		// Repeated at every start, so that nobody runs this way unaware.
+		log.WithField("warning", w).Warn("DANGEROUS: agent identity can be taken by copying its manifest")
+	}
 
 	st, err := boltstore.Open(cfg.StorePath, boltstore.Options{})
 	if err != nil {
@@ -126,7 +130,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 	srv, err := New(Config{
 		Store: st, Users: users, Policy: pol, Agents: cfg.Agents,
 		AgentStates: func() map[string]AgentSync { return agentStates(rec.States()) },
-		Admins:      cfg.Admins, Verifiers: cfg.Verifiers, AuditReaders: cfg.AuditReaders,
+		Admins:      cfg.Admins, Verifiers: cfg.Verifiers, AuditReaders: cfg.AuditReaders, UserClients: cfg.UserClients,
 		Log: log, Registerer: reg,
 	})
 	if err != nil {

@@ -63,6 +63,9 @@ type Config struct {
 	// AgentStates may be nil: every agent then reads as pending.
 	AgentStates                     AgentStates
 	Admins, Verifiers, AuditReaders []spiffeid.ID
+	// UserClients may revoke any delegation of a user with her fresh token
+	// (the user page, the CLI over mTLS); see access.canRevokeAsUser.
+	UserClients []spiffeid.ID
 	// Clock defaults to time.Now.
 	Clock func() time.Time
 	// Log defaults to a logger that discards.
@@ -106,7 +109,7 @@ func New(c Config) (*Server, error) {
 		agents:      c.Agents,
 		agentsByID:  make(map[spiffeid.ID]*config.AgentSpec, len(c.Agents)),
 		agentStates: c.AgentStates,
-		access:      newAccess(c.Admins, c.Verifiers, c.AuditReaders),
+		access:      newAccess(c.Admins, c.Verifiers, c.AuditReaders, c.UserClients),
 		clock:       c.Clock,
 		log:         c.Log,
 		heartbeat:   c.WatchHeartbeat,

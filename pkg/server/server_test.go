@@ -66,8 +66,9 @@ func TestDelegateSubDelegateRevoke(t *testing.T) {
 		t.Fatalf("child delegation: %v", child)
 	}
 
-	// The user revokes the root with a fresh token: the cascade takes the child.
-	resp, err := e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{
+	// The user revokes the root with a fresh token from the user page: the
+	// cascade takes the child.
+	resp, err := e.As(t, servertest.UserPage).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{
 		Id: root.Id, Reason: "done", UserToken: e.AliceToken(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -443,7 +444,7 @@ func TestLogsNeverHoldUserTokens(t *testing.T) {
 		e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: tok})
 	}
 	// And the user's own successful revocation.
-	if _, err := e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: good}); err != nil {
+	if _, err := e.As(t, servertest.UserPage).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: good}); err != nil {
 		t.Fatal(err)
 	}
 	var all strings.Builder

@@ -289,7 +289,7 @@ func serverConfig(storePath, adminSocket, localSocket, httpAddr, issuer string) 
 		q(`user.sub == "alice" && agent.id == "`+workloadID.String()+`"`), q(benchScope))
 	b.WriteString("agents:\n")
 	fmt.Fprintf(&b, "  - name: bench\n    spiffe_id: %s\n    parent_id: %s\n    selectors: [%s]\n    scope_ceiling: [%s]\n    jwt_svid_ttl: %s\n",
-		q(workloadID.String()), q(nowhere.String()), q("aiagent:name:bench"), q(benchScope), jwtSVIDTTL)
+		q(workloadID.String()), q(nowhere.String()), q("aiagent:name:bench")+", "+q(fmt.Sprintf("unix:uid:%d", os.Getuid())), q(benchScope), jwtSVIDTTL)
 	b.WriteString("log:\n  level: info\n  format: text\n")
 	return b.String()
 }

@@ -219,7 +219,7 @@ correctly. The chart tests run it through config.Parse.
   "oidc" (dict "issuers" $issuers)
   "policy" (dict "rules" $rules)
   "agents" $agents
-  "access" (dict "verifiers" $verifiers "admins" $v.server.access.admins "audit_readers" $v.server.access.auditReaders)
+  "access" (dict "verifiers" $verifiers "admins" $v.server.access.admins "audit_readers" $v.server.access.auditReaders "user_clients" $v.server.access.userClients)
   "log" (dict "level" $v.server.logLevel "format" $v.server.logFormat)
 }}
 {{- toYaml $cfg }}

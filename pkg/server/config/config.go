@@ -89,8 +89,20 @@ type File struct {
 		Admins []string `yaml:"admins"`
 		// AuditReaders may read agents and the audit log over mTLS.
 		AuditReaders []string `yaml:"audit_readers"`
+		// UserClients act for the user at the keyboard (the user page, the
+		// CLI over mTLS): with her fresh ID token they may revoke any of her
+		// delegations. Other callers presenting a user's token revoke only
+		// what they may revoke anyway (what they created, or hold as agent).
+		UserClients []string `yaml:"user_clients"`
 	} `yaml:"access"`
-	Log struct {
+	// DangerouslyAllowUnpinnedAgents lets the server start when an agent is
+	// declared only by selectors a copy of a file can satisfy (the
+	// manifest's name, version, model, tools or hash): any process that can
+	// read the agent's manifest then gets its identity. The server logs a
+	// warning per such agent at every start. For a first try on a laptop,
+	// never in production.
+	DangerouslyAllowUnpinnedAgents bool `yaml:"dangerously_allow_unpinned_agents"`
+	Log                            struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error; default info
 		Format string `yaml:"format"` // json or text; default json
 	} `yaml:"log"`
@@ -205,8 +217,12 @@ type Config struct {
 	Verifiers         []spiffeid.ID
 	Admins            []spiffeid.ID
 	AuditReaders      []spiffeid.ID
+	UserClients       []spiffeid.ID
 	LogLevel          string
 	LogFormat         string
+	// Warnings are what the server must log at start: agents let through by
+	// DangerouslyAllowUnpinnedAgents.
+	Warnings []string
 }
 
 // AgentSpec is a validated declared agent.
@@ -366,6 +382,15 @@ func (f *File) Build() (*Config, error) {
 		}
 		if !hasOwnSelector {
 			fail(key+".selectors", "at least one %q selector is required, so that an attestor failure yields no identity", c.SelectorType)
+		} else if !slices.ContainsFunc(spec.Selectors, func(s Selector) bool { return Pins(c.SelectorType, s) }) {
+			msg := fmt.Sprintf("%s.selectors: every selector can be satisfied by a process holding a copy of the agent's manifest; "+
+				"add one the platform proves (%s) or a %s:signer: selector (a manifest signed and bound to what runs)",
+				key, pinningSummary, c.SelectorType)
+			if f.DangerouslyAllowUnpinnedAgents {
+				c.Warnings = append(c.Warnings, "dangerously_allow_unpinned_agents: "+msg)
+			} else {
+				errs = append(errs, errors.New(msg+", or set dangerously_allow_unpinned_agents"))
+			}
 		}
 		ceiling, err := delegation.ParseScopes(a.ScopeCeiling)
 		if err != nil {
@@ -405,6 +430,7 @@ func (f *File) Build() (*Config, error) {
 		"access.verifiers":     {f.Access.Verifiers, &c.Verifiers},
 		"access.admins":        {f.Access.Admins, &c.Admins},
 		"access.audit_readers": {f.Access.AuditReaders, &c.AuditReaders},
+		"access.user_clients":  {f.Access.UserClients, &c.UserClients},
 	} {
 		for j, s := range list.in {
 			if id := parseMember(fmt.Sprintf("%s[%d]", key, j), s, c.TrustDomain, fail); !id.IsZero() {
@@ -417,6 +443,47 @@ func (f *File) Build() (*Config, error) {
 		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
 	}
 	return c, nil
+}
+
+// pinningSummary lists, for error messages, the selectors Pins accepts.
+const pinningSummary = "unix:uid, unix:user, unix:gid, unix:group, unix:sha256, k8s:sa, k8s:ns, k8s:pod-uid, k8s:pod-image-id, " +
+	"k8s:pod-image or k8s:container-image by digest, docker:image_id, <attestor>:exe-sha256"
+
+// Pins reports whether a selector is one a process cannot earn by holding a
+// copy of a file it can read: the kernel or the orchestrator proves it (uid,
+// service account, namespace, pod, image digest), it is the digest of the
+// executable that runs (a copy runs the same code), or it is the agentid
+// attestor's signer, which the attestor gives only when the running process
+// matches what the signed manifest binds (executable, image or script
+// digest). attestor is the agentid attestor's selector type ("aiagent").
+//
+// Everything else the agentid attestor gives (name, version, model, tool,
+// manifest-sha256) is read from the manifest, so any process that can read
+// a copy of it earns them; selectors of other attestors are not known here
+// and do not count.
+func Pins(attestor string, s Selector) bool {
+	prefix := func(prefixes ...string) bool {
+		for _, p := range prefixes {
+			if strings.HasPrefix(s.Value, p) && len(s.Value) > len(p) {
+				return true
+			}
+		}
+		return false
+	}
+	switch s.Type {
+	case attestor:
+		return prefix("signer:", "exe-sha256:")
+	case "unix":
+		return prefix("uid:", "user:", "gid:", "group:", "sha256:")
+	case "k8s":
+		if prefix("pod-image:", "container-image:") {
+			return strings.Contains(s.Value, "@sha256:")
+		}
+		return prefix("sa:", "ns:", "pod-uid:", "pod-image-id:")
+	case "docker":
+		return prefix("image_id:")
+	}
+	return false
 }
 
 // parseMember parses a SPIFFE ID that must belong to td (when td is known).

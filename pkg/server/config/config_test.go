@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +40,7 @@ agents:
   - name: a1
     spiffe_id: spiffe://example.org/agent/a1
     parent_id: spiffe://example.org/node
-    selectors: ["aiagent:name:a1"]
+    selectors: ["aiagent:name:a1", "unix:uid:1000"]
     scope_ceiling: [a]
 `
 
@@ -74,9 +75,9 @@ func TestParseRejects(t *testing.T) {
 		{"no rules", `policy: {rules: [{name: r, when: "true", scopes: [a], max_ttl: 1h}]}`, "", "config: policy.rules: at least one rule is required (the server denies by default)"},
 		{"rule without ttl", `max_ttl: 1h`, `max_depth: 2`, "config: policy.rules[0].max_ttl: must be positive"},
 		{"foreign caller", `max_ttl: 1h`, `max_ttl: 1h, callers: ["spiffe://evil.org/x"]`, "config: policy.rules[0].callers[0]: spiffe://evil.org/x is not in trust domain example.org"},
-		{"agent without attestor selector", `selectors: ["aiagent:name:a1"]`, `selectors: ["unix:uid:1000"]`,
+		{"agent without attestor selector", `selectors: ["aiagent:name:a1", "unix:uid:1000"]`, `selectors: ["unix:uid:1000"]`,
 			`config: agents[0].selectors: at least one "aiagent" selector is required, so that an attestor failure yields no identity`},
-		{"malformed selector", `selectors: ["aiagent:name:a1"]`, `selectors: ["aiagent:name:a1", "nocolon"]`, "config: agents[0].selectors[1]: must be type:value"},
+		{"malformed selector", `selectors: ["aiagent:name:a1", "unix:uid:1000"]`, `selectors: ["aiagent:name:a1", "unix:uid:1000", "nocolon"]`, "config: agents[0].selectors[2]: must be type:value"},
 		{"bad agent name", `name: a1`, `name: A_1`, "config: agents[0].name: must be 1-63 characters of a-z, 0-9 and '-'"},
 		{"bad ceiling", `scope_ceiling: [a]`, `scope_ceiling: ["a b"]`, "config: agents[0].scope_ceiling: delegation: invalid scope: scope 0: whitespace at byte 1"},
 		{"undeclared sub-agent", `scope_ceiling: [a]`, "scope_ceiling: [a]\n    sub_agents: [spiffe://example.org/agent/ghost]",
@@ -125,5 +126,64 @@ func TestLoadErrors(t *testing.T) {
 	os.WriteFile(two, []byte(minimal+"\n---\nfoo: 1\n"), 0o600)
 	if _, err := config.Load(two); err == nil || err.Error() != two+": config: more than one YAML document" {
 		t.Fatalf("two documents: %v", err)
+	}
+}
+
+// TestAgentsMustBePinned: a declaration every selector of which a copy of the
+// agent's manifest can satisfy is refused (or, with the dangerous opt-out,
+// let through with a warning); one selector the platform proves, an exe
+// digest or a bound signer is enough.
+func TestAgentsMustBePinned(t *testing.T) {
+	const unpinned = "agents[0].selectors: every selector can be satisfied by a process holding a copy of the agent's manifest; " +
+		"add one the platform proves (unix:uid, unix:user, unix:gid, unix:group, unix:sha256, k8s:sa, k8s:ns, k8s:pod-uid, k8s:pod-image-id, " +
+		"k8s:pod-image or k8s:container-image by digest, docker:image_id, <attestor>:exe-sha256) or a aiagent:signer: selector " +
+		"(a manifest signed and bound to what runs)"
+	for _, tt := range []struct {
+		name      string
+		selectors string
+		pinned    bool
+	}{
+		{"name only", `["aiagent:name:a1"]`, false},
+		{"every manifest selector", `["aiagent:name:a1", "aiagent:version:1", "aiagent:model:a/b", "aiagent:tool:t", "aiagent:manifest-sha256:ab"]`, false},
+		{"unknown attestor", `["aiagent:name:a1", "custom:uid:1000"]`, false},
+		{"unix path", `["aiagent:name:a1", "unix:path:/usr/bin/agent"]`, false},
+		{"k8s pod label", `["aiagent:name:a1", "k8s:pod-label:app:a1"]`, false},
+		{"k8s image by tag", `["aiagent:name:a1", "k8s:container-image:ghcr.io/x/a1:1.0"]`, false},
+		{"empty signer", `["aiagent:name:a1", "aiagent:signer:"]`, false},
+		{"signer of another attestor type", `["aiagent:name:a1", "other:signer:k"]`, false},
+		{"unix uid", `["aiagent:name:a1", "unix:uid:1000"]`, true},
+		{"unix user", `["aiagent:name:a1", "unix:user:agent"]`, true},
+		{"unix exe digest", `["aiagent:name:a1", "unix:sha256:ab"]`, true},
+		{"k8s service account", `["aiagent:name:a1", "k8s:sa:a1"]`, true},
+		{"k8s namespace", `["aiagent:name:a1", "k8s:ns:agents"]`, true},
+		{"k8s image id", `["aiagent:name:a1", "k8s:pod-image-id:ghcr.io/x/a1@sha256:ab"]`, true},
+		{"k8s image by digest", `["aiagent:name:a1", "k8s:container-image:ghcr.io/x/a1@sha256:ab"]`, true},
+		{"docker image id", `["aiagent:name:a1", "docker:image_id:sha256:ab"]`, true},
+		{"exe digest", `["aiagent:name:a1", "aiagent:exe-sha256:ab"]`, true},
+		{"bound signer", `["aiagent:name:a1", "aiagent:signer:release-2026"]`, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			doc := strings.Replace(minimal, `selectors: ["aiagent:name:a1", "unix:uid:1000"]`, "selectors: "+tt.selectors, 1)
+			cfg, err := config.Parse([]byte(doc))
+			switch {
+			case tt.pinned && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.pinned && len(cfg.Warnings) != 0:
+				t.Fatalf("warnings %q", cfg.Warnings)
+			case !tt.pinned && (err == nil || err.Error() != "config: "+unpinned+", or set dangerously_allow_unpinned_agents"):
+				t.Fatalf("got %v, want the unpinned error", err)
+			}
+			cfg, err = config.Parse([]byte(doc + "dangerously_allow_unpinned_agents: true\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			if !tt.pinned {
+				want = []string{"dangerously_allow_unpinned_agents: " + unpinned}
+			}
+			if !slices.Equal(cfg.Warnings, want) {
+				t.Fatalf("warnings %q, want %q", cfg.Warnings, want)
+			}
+		})
 	}
 }

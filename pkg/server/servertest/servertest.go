@@ -50,6 +50,9 @@ var (
 	Stranger     = spiffeid.RequireFromString("spiffe://example.org/app/stranger")
 	Admin        = spiffeid.RequireFromString("spiffe://example.org/ops/admin")
 	AuditReader  = spiffeid.RequireFromString("spiffe://example.org/ops/auditor")
+	// UserPage is in access.user_clients: with a user's fresh token it may
+	// revoke any of her delegations.
+	UserPage = spiffeid.RequireFromString("spiffe://example.org/app/user-page")
 )
 
 // Audience is the audience the fixture's server accepts in user tokens.
@@ -167,7 +170,8 @@ func StartWith(tb testing.TB, opts Options) *Env {
 	srv, err := server.New(server.Config{
 		Store: e.Faults, Users: users, Policy: pol, Agents: Agents(),
 		Verifiers: []spiffeid.ID{Verifier}, Admins: []spiffeid.ID{Admin}, AuditReaders: []spiffeid.ID{AuditReader},
-		Clock: e.Clock.Now, WatchHeartbeat: opts.WatchHeartbeat, Log: log,
+		UserClients: []spiffeid.ID{UserPage},
+		Clock:       e.Clock.Now, WatchHeartbeat: opts.WatchHeartbeat, Log: log,
 	})
 	if err != nil {
 		tb.Fatal(err)

@@ -145,7 +145,12 @@ type DelegationServiceClient interface {
 	// Callers:
 	//   - the delegation's user, with a fresh OIDC token in user_token (issued
 	//     within the server's freshness bound, 5 minutes unless configured
-	//     otherwise) whose issuer and subject equal the delegation's principal;
+	//     otherwise) whose issuer and subject equal the delegation's principal,
+	//     presented by the local socket, an admin or a peer in the server's
+	//     access.user_clients (the user page, the CLI over mTLS); any other peer
+	//     presenting her token revokes only what it may revoke without it
+	//     (below), recorded as her act: a token handed to an agent for one
+	//     task does not let it revoke her other delegations;
 	//   - over mTLS, the caller named in created_by of this delegation or of
 	//     any of its ancestors (who created a branch may prune inside it);
 	//   - over mTLS, the delegation's agent (an agent dropping its own
@@ -356,7 +361,12 @@ type DelegationServiceServer interface {
 	// Callers:
 	//   - the delegation's user, with a fresh OIDC token in user_token (issued
 	//     within the server's freshness bound, 5 minutes unless configured
-	//     otherwise) whose issuer and subject equal the delegation's principal;
+	//     otherwise) whose issuer and subject equal the delegation's principal,
+	//     presented by the local socket, an admin or a peer in the server's
+	//     access.user_clients (the user page, the CLI over mTLS); any other peer
+	//     presenting her token revokes only what it may revoke without it
+	//     (below), recorded as her act: a token handed to an agent for one
+	//     task does not let it revoke her other delegations;
 	//   - over mTLS, the caller named in created_by of this delegation or of
 	//     any of its ancestors (who created a branch may prune inside it);
 	//   - over mTLS, the delegation's agent (an agent dropping its own
