@@ -325,6 +325,27 @@ func (sc *scenario) step5(t *testing.T) {
 	// drops the signer selector, and no entry matches.
 	r = st.Probe(t, st.TamperedManifest(t, "orchestrator"), "x509")
 	wantCode(t, "process with a tampered orchestrator manifest", r, "PermissionDenied", "no identity issued")
+	// The orchestrator's signed manifest and signature copied byte for
+	// byte, used by other code (the impostor: not a program the manifest
+	// binds): the attestor sees that the process does not run what the
+	// signature covers and gives none of the manifest's selectors, so no
+	// entry matches. It says why in spire-agent's log.
+	copied := st.CopiedManifest(t, "orchestrator")
+	r = st.ProbeAs(t, st.Impostor(t), copied, "x509")
+	wantCode(t, "other code with a copy of the orchestrator's signed manifest", r, "PermissionDenied", "no identity issued")
+	agentLog, err := os.ReadFile(st.Agent.LogPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(agentLog, []byte("Process does not run what its agent manifest binds; no selectors")) {
+		t.Fatalf("spire-agent log (%s) does not say why the impostor got no selectors", st.Agent.LogPath())
+	}
+	// The same copy used by a program the manifest binds is the
+	// orchestrator's code running: the binding decides, not the file.
+	r = st.Probe(t, copied, "x509")
+	if r.Code != "OK" || !slices.Equal(r.IDs, []string{stack.Orchestrator.String()}) {
+		t.Fatalf("bound program with a copied manifest: %s %q %q", r.Code, r.Message, r.IDs)
+	}
 	// An unsigned manifest claiming the orchestrator's name, and no
 	// manifest at all: nothing either.
 	r = st.Probe(t, st.WriteManifest(t, "orchestrator", "anthropic/claude-sonnet-4", false), "x509")

@@ -156,6 +156,20 @@ func (s *Stack) Probe(t testing.TB, manifest string, args ...string) ProbeResult
 	return r
 }
 
+// ProbeAs is Probe run from another executable (Impostor).
+func (s *Stack) ProbeAs(t testing.TB, exe, manifest string, args ...string) ProbeResult {
+	t.Helper()
+	out, _, err := s.Exec(t, s.WorkloadEnv(manifest), exe, args...)
+	if err != nil {
+		t.Fatalf("stack: %s %s: %v", filepath.Base(exe), strings.Join(args, " "), err)
+	}
+	var r ProbeResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("stack: probe output %q: %v", out, err)
+	}
+	return r
+}
+
 // WaitProbe runs the probe until ok accepts its result, and fails the test
 // with what, the last result and the spire-agent log's path after timeout.
 func (s *Stack) WaitProbe(t testing.TB, what string, timeout time.Duration, ok func(ProbeResult) bool, manifest string, args ...string) ProbeResult {

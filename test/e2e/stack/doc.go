@@ -27,13 +27,17 @@
 // Every process here runs as the same user, so agents are told apart the way
 // the attestor intends (pkg/plugin/workloadattestor/aiagent), by their manifests: each declared agent's entry
 // requires aiagent:name:<name> and aiagent:signer:release-e2e, and the stack
-// writes a signed manifest per agent. A process is attested as an agent by
+// writes a signed agentid.dev/v2 manifest per agent, bound to the stack's
+// workload programs (their SHA-256), so that the attestor gives signer only
+// to those programs. A process is attested as an agent by
 // starting it with that manifest in AGENTID_MANIFEST (WorkloadEnv does it):
 // the Go example agent, agentid-sidecar for the Python one, the CLI acting
 // as an agent (CLIAs), or the probe program (Probe), which makes one
 // Workload API call or one service call and prints what SPIRE or the
 // service answered. TamperedManifest and WriteManifest make the manifests
-// that must earn nothing.
+// that must earn nothing; CopiedManifest and Impostor (other code: the probe
+// with bytes appended) make the copied-manifest attack, which must earn
+// nothing either.
 //
 // Start takes a testing.TB, like the harness it builds on; everything it
 // starts stops when the test ends. Progress lines (what started, how long it

@@ -5,7 +5,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -141,6 +144,7 @@ type Stack struct {
 	bins      map[string]string
 	dir       string
 	manifests map[string]string // name → manifest path
+	boundExes []string          // SHA-256 of workloadPrograms, bound by every manifest
 	signer    ed25519.PrivateKey
 	progress  func(format string, args ...any)
 }
@@ -485,6 +489,12 @@ func (s *Stack) writeManifests(t testing.TB) {
 	if err := os.WriteFile(s.pubKeyPath(), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
 		t.Fatalf("stack: write release key: %v", err)
 	}
+	// Every manifest binds the workload programs the stack runs with
+	// manifests (agentid-attestor then gives signer only to them): a copy
+	// of a manifest and its signature beside other code earns nothing.
+	for _, name := range workloadPrograms {
+		s.boundExes = append(s.boundExes, fileSHA256(t, s.Bin(t, name)))
+	}
 	for _, a := range Agents {
 		s.manifests[a.Name] = s.WriteManifest(t, a.Name, a.Model, true)
 	}
@@ -492,16 +502,36 @@ func (s *Stack) writeManifests(t testing.TB) {
 	s.manifests[extAuthzManifestName] = s.WriteManifest(t, extAuthzManifestName, "none/none", true)
 }
 
+// workloadPrograms are the programs the stack runs attested by a manifest.
+var workloadPrograms = []string{"probe", "agentid", "agentid-sidecar", "agentid-extauthz", "service", "go-agent"}
+
+func fileSHA256(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("stack: %v", err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
 func (s *Stack) pubKeyPath() string { return filepath.Join(s.dir, SignerKeyID+".pub.pem") }
 
-// WriteManifest writes a manifest for name (in a directory of its own) and,
-// when signed, its detached signature by the release key, and returns the
-// manifest's path: what AGENTID_MANIFEST of the agent process holds.
+// WriteManifest writes an agentid.dev/v2 manifest for name (in a directory
+// of its own), bound to the stack's workload programs, and, when signed,
+// its detached signature by the release key, and returns the manifest's
+// path: what AGENTID_MANIFEST of the agent process holds.
 func (s *Stack) WriteManifest(t testing.TB, name, model string, signed bool) string {
 	t.Helper()
 	provider, modelName, _ := strings.Cut(model, "/")
-	body := fmt.Sprintf(`{"apiVersion":"agentid.dev/v1","name":%q,"version":"1.0.0","model":{"provider":%q,"name":%q},"tools":["crm.read"],"owner":"e2e@example.org"}`+"\n",
-		name, provider, modelName)
+	m := aiagent.Manifest{APIVersion: aiagent.APIVersionV2, Name: name, Version: "1.0.0",
+		Model: aiagent.Model{Provider: provider, Name: modelName}, Tools: []string{"crm.read"}, Owner: "e2e@example.org",
+		Binding: &aiagent.Binding{Executables: s.boundExes}}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatalf("stack: encode manifest: %v", err)
+	}
+	body := string(b) + "\n"
 	dir, err := os.MkdirTemp(s.dir, "manifest-"+name+"-")
 	if err != nil {
 		t.Fatalf("stack: %v", err)
@@ -569,6 +599,45 @@ func (s *Stack) TamperedManifest(t testing.TB, name string) string {
 		t.Fatalf("stack: %v", err)
 	}
 	return path
+}
+
+// CopiedManifest copies the named agent's signed manifest and its
+// signature, byte for byte, to a directory of their own, as a process on
+// the node that can read them would, and returns the copy's path.
+func (s *Stack) CopiedManifest(t testing.TB, name string) string {
+	t.Helper()
+	src := s.Manifest(t, name)
+	dir, err := os.MkdirTemp(s.dir, "copied-"+name+"-")
+	if err != nil {
+		t.Fatalf("stack: %v", err)
+	}
+	for _, suffix := range []string{"", aiagent.SignatureSuffix} {
+		b, err := os.ReadFile(src + suffix)
+		if err != nil {
+			t.Fatalf("stack: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "manifest.json"+suffix), b, 0o644); err != nil {
+			t.Fatalf("stack: %v", err)
+		}
+	}
+	return filepath.Join(dir, "manifest.json")
+}
+
+// Impostor writes a program that is not one the manifests bind, yet acts
+// as the probe does: the probe's bytes with bytes appended (the kernel
+// ignores what follows an ELF's segments), so its executable digest
+// differs as the attacker's own code's would. It returns the path.
+func (s *Stack) Impostor(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(s.Bin(t, "probe"))
+	if err != nil {
+		t.Fatalf("stack: %v", err)
+	}
+	p := filepath.Join(s.dir, "impostor")
+	if err := os.WriteFile(p, append(b, "\x00not the agent's code\n"...), 0o755); err != nil {
+		t.Fatalf("stack: %v", err)
+	}
+	return p
 }
 
 // WorkloadEnv is the environment of a process attested with manifest:

@@ -18,7 +18,10 @@
 //     through an os.Root so that symlinks cannot lead outside the process's
 //     root;
 //   - exe, the executable, whose SHA-256 is cached by (device, inode, size,
-//     mtime, ctime).
+//     mtime, ctime);
+//   - for an agentid.dev/v2 manifest, what its binding needs: environ again
+//     (for code-loading variables), and for an interpreted agent cmdline and
+//     the bound script beneath root.
 //
 // A process without a manifest gets no selectors. A process with one gets
 // (values as SPIRE receives them; the selector type is the plugin's name in
@@ -30,14 +33,18 @@
 //	tool:crm.read
 //	tool:mcp:github
 //	manifest-sha256:<hex>
-//	signer:release-2025        only when the signature verifies
+//	signer:release-2025        only for a v2 manifest the process matches, signed by that key
 //	exe-sha256:<hex>
 //
 // # Manifests and signatures
 //
-// A manifest is a small JSON document (APIVersion "agentid.dev/v1")
-// that ParseManifest reads strictly: the bytes that were signed must mean one
-// thing only. A release pipeline signs them with SignManifest, or with the
+// A manifest is a small JSON document that ParseManifest reads strictly: the
+// bytes that were signed must mean one thing only. An "agentid.dev/v2"
+// manifest (APIVersionV2) binds the code it describes (Binding: executable
+// digests, and entry scripts for interpreted agents); a process that does not
+// run that code gets none of its selectors, so a copy of a signed manifest
+// beside other code earns nothing. An "agentid.dev/v1" manifest binds nothing
+// and never earns signer. A release pipeline signs them with SignManifest, or with the
 // openssl commands in README.md, and ships the signature next to the
 // manifest:
 //
@@ -65,5 +72,6 @@
 //
 // Because the manifest lives in the workload's own filesystem, selectors
 // other than signer and exe-sha256 are the workload's claims about itself:
-// registration entries should require signer and exe-sha256.
+// agentid-server refuses agents declared by those alone (README.md says what
+// each selector proves and what it does not).
 package aiagent

@@ -10,12 +10,13 @@ import (
 )
 
 const exampleManifest = `{
-  "apiVersion": "agentid.dev/v1",
+  "apiVersion": "agentid.dev/v2",
   "name": "gdpr-compliance",
   "version": "1.4.2",
   "model": {"provider": "anthropic", "name": "claude-sonnet-4"},
   "tools": ["mcp:github", "crm.read"],
-  "owner": "team-compliance@example.com"
+  "owner": "team-compliance@example.com",
+  "binding": {"executables": ["3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7"]}
 }
 `
 
@@ -27,11 +28,13 @@ func ExampleParseManifest() {
 		return
 	}
 	fmt.Println(m.Name, m.Version, m.Model.Provider+"/"+m.Model.Name, m.Tools)
+	fmt.Println(m.Binding.Executables)
 
 	_, err = aiagent.ParseManifest(bytes.Replace([]byte(exampleManifest), []byte(`"owner"`), []byte(`"Owner"`), 1))
 	fmt.Println(err)
 	// Output:
 	// gdpr-compliance 1.4.2 anthropic/claude-sonnet-4 [crm.read mcp:github]
+	// [3a6eb0790f39ac87c94f3856b2dd2c5d110e6811602261a9a923d3bb23adc8b7]
 	// aiagent: invalid manifest: unknown field "Owner"
 }
 
@@ -55,6 +58,6 @@ func ExampleSignManifest() {
 	keyID, err := aiagent.VerifyManifestSignature(keys, []byte(exampleManifest), sig)
 	fmt.Println(keyID, err)
 	// Output:
-	// {"apiVersion":"agentid.dev/v1","keyId":"release-2025","signature":"jpyQqG20tulpEerMEk5c41nJr5vUTpBfe6FwjrGn3C1EcWt3nwinHeZfjzUVqnlpO1MiPuPVYJ8T0BjYuqw0AQ=="}
+	// {"apiVersion":"agentid.dev/v1","keyId":"release-2025","signature":"Xzv0ayuerZi0F2J/RHmua1Vvs/HcuReyiP2WP5t40C21Cyj7PrgIKQgXRjm9AiXV3W8gy64axFyXoey+XL4RDg=="}
 	// release-2025 <nil>
 }

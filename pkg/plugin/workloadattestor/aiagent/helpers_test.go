@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"os"
@@ -69,11 +70,18 @@ func (c *child) stop(tb testing.TB) {
 // the Workload API long after its exec, so the plugin does not meet this.)
 func startChild(tb testing.TB, env ...string) *child {
 	tb.Helper()
+	return startChildArgs(tb, []string{"-test.run=^$"}, env...)
+}
+
+// startChildArgs is startChild with the child's arguments (its command
+// line after argv[0]); the child ignores them (TestMain exits first).
+func startChildArgs(tb testing.TB, args []string, env ...string) *child {
+	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^$")
+	cmd := exec.Command(exe, args...)
 	// A -race binary sleeps a second at exit unless told not to.
 	cmd.Env = append([]string{childEnv + "=1", "PATH=/usr/bin:/bin", "GORACE=atexit_sleep_ms=0"}, env...)
 	stdin, err := cmd.StdinPipe()
@@ -108,6 +116,30 @@ var testExeDigest = sync.OnceValues(func() (string, error) {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:]), nil
 })
+
+// boundManifest is goodManifest as an agentid.dev/v2 manifest binding the
+// given executable digests (the test binary's when none) and scripts.
+func boundManifest(tb testing.TB, scripts []Script, executables ...string) []byte {
+	tb.Helper()
+	if len(executables) == 0 {
+		d, err := testExeDigest()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		executables = []string{d}
+	}
+	m, err := ParseManifest([]byte(goodManifest))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	m.APIVersion = APIVersionV2
+	m.Binding = &Binding{Executables: executables, Scripts: scripts}
+	b, err := json.Marshal(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
 
 // exeSelector is the exe-sha256 selector of every child: the test binary.
 func exeSelector(tb testing.TB) string {
@@ -263,4 +295,9 @@ func (s *served) attest(tb testing.TB, pid int32) []string {
 		tb.Fatalf("Attest(%d): %v", pid, err)
 	}
 	return resp.GetSelectorValues()
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

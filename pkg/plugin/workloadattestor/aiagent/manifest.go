@@ -8,11 +8,32 @@ import (
 	"slices"
 )
 
-// APIVersion is the only manifest and signature file format this plugin
-// reads. A document with any other apiVersion yields
+// Manifest formats. A document with any other apiVersion yields
 // ErrUnsupportedAPIVersion, so a later format can change meaning without an
 // old attestor misreading it.
-const APIVersion = "agentid.dev/v1"
+const (
+	// APIVersionV1 is the first manifest format. It says what the agent is
+	// but not which code it is, so a copy of a signed v1 manifest vouches for
+	// any process that carries it: the plugin still reads it, and never gives
+	// it the signer selector. It is also the signature file's format.
+	APIVersionV1 = "agentid.dev/v1"
+	// APIVersionV2 adds the binding: the executables (and, for interpreted
+	// agents, the scripts) the manifest describes. Its signer selector is
+	// given only to a process that runs what the binding names.
+	APIVersionV2 = "agentid.dev/v2"
+	// APIVersion is the format to write.
+	APIVersion = APIVersionV2
+)
+
+// Limits on a v2 manifest's binding.
+const (
+	// MaxBoundExecutables is the most executables one manifest binds.
+	MaxBoundExecutables = 16
+	// MaxBoundScripts is the most scripts one manifest binds.
+	MaxBoundScripts = 16
+	// MaxScriptPathLength is the longest bound script path.
+	MaxScriptPathLength = 1024
+)
 
 // ManifestEnv is the environment variable in which a process names its
 // manifest (an absolute path inside its own root filesystem). The plugin reads
@@ -65,6 +86,33 @@ type Manifest struct {
 	// e.g. "team-compliance@example.com". It is not a selector: it is for
 	// people reading the manifest and the audit trail.
 	Owner string `json:"owner"`
+	// Binding is what runs: required in v2, absent (nil) in v1.
+	Binding *Binding `json:"binding,omitempty"`
+}
+
+// Binding names the code a v2 manifest describes, so that its signature
+// vouches for that code and not for whoever holds a copy of the file. A
+// process matches when the SHA-256 of its executable (/proc/<pid>/exe) is
+// one of Executables and, when Scripts is set, its command line runs one of
+// Scripts with that file's SHA-256 (see the package README for the exact
+// rule and what it does not prove).
+type Binding struct {
+	// Executables are lower-case hex SHA-256 digests of the executables
+	// the agent runs as: its binary (one per architecture or build), or
+	// for an interpreted agent the interpreter. At least one.
+	Executables []string `json:"executables"`
+	// Scripts are, for an interpreted agent, the entry scripts the
+	// interpreter runs. Nil for a compiled agent.
+	Scripts []Script `json:"scripts,omitempty"`
+}
+
+// Script is one bound entry script of an interpreted agent.
+type Script struct {
+	// Path is the script's absolute, clean path inside the process's root
+	// filesystem, exactly as the command line names it.
+	Path string `json:"path"`
+	// SHA256 is the lower-case hex SHA-256 of the script's bytes.
+	SHA256 string `json:"sha256"`
 }
 
 // Model names the model an agent runs on, as provider and model name.
@@ -97,11 +145,23 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if err := decodeString(fields, "apiVersion", &m.APIVersion); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
 	}
-	if m.APIVersion != APIVersion {
-		return nil, fmt.Errorf("%w: %q (want %q)", ErrUnsupportedAPIVersion, m.APIVersion, APIVersion)
+	allowed := manifestFields
+	switch m.APIVersion {
+	case APIVersionV1:
+	case APIVersionV2:
+		allowed = manifestFieldsV2
+	default:
+		return nil, fmt.Errorf("%w: %q (want %q or %q)", ErrUnsupportedAPIVersion, m.APIVersion, APIVersionV2, APIVersionV1)
 	}
-	if err := checkFields(fields, manifestFields); err != nil {
+	if err := checkFields(fields, allowed); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
+	}
+	if m.APIVersion == APIVersionV2 {
+		b, err := decodeBinding(fields)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidManifest, err)
+		}
+		m.Binding = b
 	}
 	for _, f := range []struct {
 		key string
@@ -160,9 +220,12 @@ func (m *Manifest) validate() error {
 }
 
 var (
-	manifestFields  = []string{"apiVersion", "name", "version", "model", "tools", "owner"}
-	modelFields     = []string{"provider", "name"}
-	signatureFields = []string{"apiVersion", "keyId", "signature"}
+	manifestFields   = []string{"apiVersion", "name", "version", "model", "tools", "owner"}
+	manifestFieldsV2 = []string{"apiVersion", "name", "version", "model", "tools", "owner", "binding"}
+	bindingFields    = []string{"executables", "scripts"}
+	scriptFields     = []string{"path", "sha256"}
+	modelFields      = []string{"provider", "name"}
+	signatureFields  = []string{"apiVersion", "keyId", "signature"}
 )
 
 // Character sets beyond ASCII letters and digits.
@@ -231,6 +294,102 @@ func decodeModel(fields map[string]json.RawMessage, dst *Model) error {
 		return fmt.Errorf("model.%w", err)
 	}
 	return nil
+}
+
+// decodeBinding decodes and checks a v2 manifest's binding, as strictly as
+// the rest (exact member names, no unknown or repeated ones, no nulls).
+func decodeBinding(fields map[string]json.RawMessage) (*Binding, error) {
+	raw, ok := fields["binding"]
+	if !ok {
+		return nil, fmt.Errorf("binding: missing (an %s manifest must say what runs)", APIVersionV2)
+	}
+	obj, err := decodeObject(raw)
+	if err == nil {
+		err = checkFields(obj, bindingFields)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("binding: %w", err)
+	}
+	var b Binding
+	rawExe, ok := obj["executables"]
+	if !ok {
+		return nil, fmt.Errorf("binding.executables: missing")
+	}
+	if err := decodeNonNull(rawExe, &b.Executables); err != nil {
+		return nil, fmt.Errorf("binding.executables: %w", err)
+	}
+	if len(b.Executables) == 0 || len(b.Executables) > MaxBoundExecutables {
+		return nil, fmt.Errorf("binding.executables: %d digests, want 1-%d", len(b.Executables), MaxBoundExecutables)
+	}
+	for i, d := range b.Executables {
+		if !validDigest(d) {
+			return nil, fmt.Errorf("binding.executables[%d] %q: want 64 lower-case hex digits (SHA-256)", i, d)
+		}
+		if slices.Contains(b.Executables[:i], d) {
+			return nil, fmt.Errorf("binding.executables[%d] %q: listed twice", i, d)
+		}
+	}
+	if rawScripts, ok := obj["scripts"]; ok {
+		var scripts []json.RawMessage
+		if err := decodeNonNull(rawScripts, &scripts); err != nil {
+			return nil, fmt.Errorf("binding.scripts: %w", err)
+		}
+		if len(scripts) == 0 || len(scripts) > MaxBoundScripts {
+			return nil, fmt.Errorf("binding.scripts: %d scripts, want 1-%d (or no scripts member)", len(scripts), MaxBoundScripts)
+		}
+		for i, rs := range scripts {
+			key := fmt.Sprintf("binding.scripts[%d]", i)
+			sobj, err := decodeObject(rs)
+			if err == nil {
+				err = checkFields(sobj, scriptFields)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", key, err)
+			}
+			var sc Script
+			if err := decodeString(sobj, "path", &sc.Path); err != nil {
+				return nil, fmt.Errorf("%s.%w", key, err)
+			}
+			if err := decodeString(sobj, "sha256", &sc.SHA256); err != nil {
+				return nil, fmt.Errorf("%s.%w", key, err)
+			}
+			if _, err := rootRelative(sc.Path); err != nil || len(sc.Path) > MaxScriptPathLength || !printableASCII(sc.Path) {
+				return nil, fmt.Errorf("%s.path %q: want an absolute, clean path of at most %d printable ASCII characters", key, sc.Path, MaxScriptPathLength)
+			}
+			if !validDigest(sc.SHA256) {
+				return nil, fmt.Errorf("%s.sha256 %q: want 64 lower-case hex digits (SHA-256)", key, sc.SHA256)
+			}
+			if slices.ContainsFunc(b.Scripts, func(o Script) bool { return o.Path == sc.Path }) {
+				return nil, fmt.Errorf("%s.path %q: listed twice", key, sc.Path)
+			}
+			b.Scripts = append(b.Scripts, sc)
+		}
+	}
+	return &b, nil
+}
+
+// validDigest reports whether s is a lower-case hex SHA-256.
+func validDigest(s string) bool {
+	if len(s) != 2*sha256Size {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !(s[i] >= '0' && s[i] <= '9' || s[i] >= 'a' && s[i] <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+const sha256Size = 32
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeString decodes the required string field key.

@@ -30,6 +30,12 @@ func TestParseManifest(t *testing.T) {
 		return "{" + strings.Join(parts, ", ") + "}"
 	}
 	long := strings.Repeat("a", 129)
+	d1, d2 := strings.Repeat("ab", 32), strings.Repeat("0f", 32)
+	// v2 is goodManifest as agentid.dev/v2 with the given binding member.
+	v2 := func(binding string) string {
+		return strings.Replace(strings.Replace(goodManifest, "agentid.dev/v1", "agentid.dev/v2", 1),
+			`"owner"`, `"binding": `+binding+`, "owner"`, 1)
+	}
 
 	cases := []struct {
 		name    string
@@ -42,7 +48,7 @@ func TestParseManifest(t *testing.T) {
 			name: "full",
 			in:   goodManifest,
 			want: &Manifest{
-				APIVersion: APIVersion, Name: "gdpr-compliance", Version: "1.4.2",
+				APIVersion: APIVersionV1, Name: "gdpr-compliance", Version: "1.4.2",
 				Model: Model{Provider: "anthropic", Name: "claude-sonnet-4"},
 				Tools: []string{"crm.read", "mcp:github"}, Owner: "team-compliance@example.com",
 			},
@@ -51,7 +57,7 @@ func TestParseManifest(t *testing.T) {
 			name: "no tools",
 			in:   base("tools", ""),
 			want: &Manifest{
-				APIVersion: APIVersion, Name: "gdpr-compliance", Version: "1.4.2",
+				APIVersion: APIVersionV1, Name: "gdpr-compliance", Version: "1.4.2",
 				Model: Model{Provider: "anthropic", Name: "claude-sonnet-4"}, Owner: "team-compliance@example.com",
 			},
 		},
@@ -59,7 +65,7 @@ func TestParseManifest(t *testing.T) {
 			name: "model name with slashes, version with build metadata",
 			in:   base("model", `{"provider":"huggingface","name":"meta-llama/Llama-3.1-8B"}`),
 			want: &Manifest{
-				APIVersion: APIVersion, Name: "gdpr-compliance", Version: "1.4.2",
+				APIVersion: APIVersionV1, Name: "gdpr-compliance", Version: "1.4.2",
 				Model: Model{Provider: "huggingface", Name: "meta-llama/Llama-3.1-8B"},
 				Tools: []string{"crm.read", "mcp:github"}, Owner: "team-compliance@example.com",
 			},
@@ -70,8 +76,35 @@ func TestParseManifest(t *testing.T) {
 		{name: "trailing data", in: goodManifest + "{}", wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: data after the JSON object"},
 		{name: "trailing garbage", in: goodManifest + "x", wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: data after the JSON object"},
 		{name: "no apiVersion", in: base("apiVersion", ""), wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: apiVersion: missing"},
-		{name: "unknown apiVersion", in: base("apiVersion", `"agentid.dev/v2"`), wantIs: ErrUnsupportedAPIVersion, wantErr: `aiagent: unsupported apiVersion: "agentid.dev/v2" (want "agentid.dev/v1")`},
-		{name: "later version with new fields", in: `{"apiVersion": "agentid.dev/v2", "skills": []}`, wantIs: ErrUnsupportedAPIVersion, wantErr: `aiagent: unsupported apiVersion: "agentid.dev/v2" (want "agentid.dev/v1")`},
+		{name: "unknown apiVersion", in: base("apiVersion", `"agentid.dev/v9"`), wantIs: ErrUnsupportedAPIVersion, wantErr: `aiagent: unsupported apiVersion: "agentid.dev/v9" (want "agentid.dev/v2" or "agentid.dev/v1")`},
+		{name: "later version with new fields", in: `{"apiVersion": "agentid.dev/v3", "skills": []}`, wantIs: ErrUnsupportedAPIVersion, wantErr: `aiagent: unsupported apiVersion: "agentid.dev/v3" (want "agentid.dev/v2" or "agentid.dev/v1")`},
+		{name: "v2 with executables and scripts", in: v2(`{"executables": ["` + d1 + `", "` + d2 + `"], "scripts": [{"path": "/app/agent.py", "sha256": "` + d2 + `"}]}`),
+			want: &Manifest{
+				APIVersion: APIVersionV2, Name: "gdpr-compliance", Version: "1.4.2",
+				Model: Model{Provider: "anthropic", Name: "claude-sonnet-4"},
+				Tools: []string{"crm.read", "mcp:github"}, Owner: "team-compliance@example.com",
+				Binding: &Binding{Executables: []string{d1, d2}, Scripts: []Script{{Path: "/app/agent.py", SHA256: d2}}},
+			},
+		},
+		{name: "v2 without binding", in: strings.Replace(goodManifest, "agentid.dev/v1", "agentid.dev/v2", 1), wantIs: ErrInvalidManifest,
+			wantErr: "aiagent: invalid manifest: binding: missing (an agentid.dev/v2 manifest must say what runs)"},
+		{name: "v1 with a binding", in: strings.Replace(v2(`{"executables": ["`+d1+`"]}`), "agentid.dev/v2", "agentid.dev/v1", 1), wantIs: ErrInvalidManifest,
+			wantErr: `aiagent: invalid manifest: unknown field "binding"`},
+		{name: "binding null", in: v2("null"), wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: binding: not a JSON object"},
+		{name: "binding unknown field", in: v2(`{"executables": ["` + d1 + `"], "image": "x"}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding: unknown field "image"`},
+		{name: "no executables", in: v2(`{"scripts": []}`), wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: binding.executables: missing"},
+		{name: "empty executables", in: v2(`{"executables": []}`), wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: binding.executables: 0 digests, want 1-16"},
+		{name: "too many executables", in: v2(`{"executables": [` + strings.TrimSuffix(strings.Repeat(`"`+d1+`",`, 17), ",") + `]}`), wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: binding.executables: 17 digests, want 1-16"},
+		{name: "upper-case digest", in: v2(`{"executables": ["` + strings.ToUpper(d1) + `"]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.executables[0] "` + strings.ToUpper(d1) + `": want 64 lower-case hex digits (SHA-256)`},
+		{name: "short digest", in: v2(`{"executables": ["abc"]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.executables[0] "abc": want 64 lower-case hex digits (SHA-256)`},
+		{name: "digest twice", in: v2(`{"executables": ["` + d1 + `", "` + d1 + `"]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.executables[1] "` + d1 + `": listed twice`},
+		{name: "empty scripts", in: v2(`{"executables": ["` + d1 + `"], "scripts": []}`), wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: binding.scripts: 0 scripts, want 1-16 (or no scripts member)"},
+		{name: "relative script", in: v2(`{"executables": ["` + d1 + `"], "scripts": [{"path": "agent.py", "sha256": "` + d1 + `"}]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.scripts[0].path "agent.py": want an absolute, clean path of at most 1024 printable ASCII characters`},
+		{name: "unclean script", in: v2(`{"executables": ["` + d1 + `"], "scripts": [{"path": "/app/../agent.py", "sha256": "` + d1 + `"}]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.scripts[0].path "/app/../agent.py": want an absolute, clean path of at most 1024 printable ASCII characters`},
+		{name: "script with space", in: v2(`{"executables": ["` + d1 + `"], "scripts": [{"path": "/app/a b.py", "sha256": "` + d1 + `"}]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.scripts[0].path "/app/a b.py": want an absolute, clean path of at most 1024 printable ASCII characters`},
+		{name: "script without digest", in: v2(`{"executables": ["` + d1 + `"], "scripts": [{"path": "/app/agent.py"}]}`), wantIs: ErrInvalidManifest, wantErr: "aiagent: invalid manifest: binding.scripts[0].sha256: missing"},
+		{name: "script unknown field", in: v2(`{"executables": ["` + d1 + `"], "scripts": [{"path": "/a.py", "sha256": "` + d1 + `", "args": []}]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.scripts[0]: unknown field "args"`},
+		{name: "script twice", in: v2(`{"executables": ["` + d1 + `"], "scripts": [{"path": "/a.py", "sha256": "` + d1 + `"}, {"path": "/a.py", "sha256": "` + d2 + `"}]}`), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: binding.scripts[1].path "/a.py": listed twice`},
 		{name: "unknown field", in: strings.Replace(goodManifest, `"owner"`, `"team": "x", "owner"`, 1), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: unknown field "team"`},
 		{name: "field in other case", in: strings.Replace(goodManifest, `"owner"`, `"Owner"`, 1), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: unknown field "Owner"`},
 		{name: "repeated field", in: strings.Replace(goodManifest, `"owner"`, `"name": "other", "owner"`, 1), wantIs: ErrInvalidManifest, wantErr: `aiagent: invalid manifest: field "name" repeated`},
@@ -129,6 +162,8 @@ func FuzzParseManifest(f *testing.F) {
 		`{"apiVersion":"agentid.dev/v1","name":"a","version":"1","model":{"provider":"p","name":"m"},"owner":"o"}`,
 		`{"apiVersion":"agentid.dev/v1","name":"a","name":"b"}`,
 		`{"apiVersion":"agentid.dev/v2"}`,
+		`{"apiVersion":"agentid.dev/v2","name":"a","version":"1","model":{"provider":"p","name":"m"},"owner":"o","binding":{"executables":["` + strings.Repeat("ab", 32) + `"]}}`,
+		`{"apiVersion":"agentid.dev/v2","name":"a","version":"1","model":{"provider":"p","name":"m"},"owner":"o","binding":{"executables":["` + strings.Repeat("ab", 32) + `"],"scripts":[{"path":"/a.py","sha256":"` + strings.Repeat("cd", 32) + `"}]}}`,
 		`{"APIVERSION":"agentid.dev/v1"}`,
 		`{"apiVersion":"agentid.dev/v1","tools":null}`,
 		`{"apiVersion":"agentid.dev/v1","name":"a\u0000"}`,
@@ -151,6 +186,21 @@ func FuzzParseManifest(f *testing.F) {
 		for _, v := range append([]string{m.Name, m.Version, m.Model.Provider, m.Model.Name}, m.Tools...) {
 			if v == "" || strings.ContainsFunc(v, func(r rune) bool { return r <= ' ' || r > '~' }) {
 				t.Fatalf("accepted selector value %q", v)
+			}
+		}
+		if (m.APIVersion == APIVersionV2) != (m.Binding != nil) {
+			t.Fatalf("%s manifest with binding %+v", m.APIVersion, m.Binding)
+		}
+		if b := m.Binding; b != nil {
+			for _, d := range b.Executables {
+				if !validDigest(d) {
+					t.Fatalf("accepted executable digest %q", d)
+				}
+			}
+			for _, sc := range b.Scripts {
+				if _, err := rootRelative(sc.Path); err != nil || !validDigest(sc.SHA256) || !printableASCII(sc.Path) {
+					t.Fatalf("accepted script %+v", sc)
+				}
 			}
 		}
 		if strings.Contains(m.Model.Provider, "/") {

@@ -191,8 +191,6 @@ func (p *Plugin) attest(ctx context.Context, c *config, log hclog.Logger, pid in
 		log.Warn("Ignoring invalid agent manifest", logKeyPath, "/"+manifestPath, logKeyError, err.Error())
 		return nil, nil
 	}
-	signer := p.signer(c, root, manifestPath, data, log)
-
 	exeDigest, err := p.digests.digest(ctx, procDir+"/exe", c.maxExeSize)
 	switch {
 	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
@@ -202,6 +200,28 @@ func (p *Plugin) attest(ctx context.Context, c *config, log hclog.Logger, pid in
 		log.Warn("Not hashing the process executable; no exe-sha256 selector", logKeyReason, err.Error())
 	case err != nil:
 		return p.procError(log, "failed to digest process executable", err)
+	}
+
+	var signer string
+	if manifest.Binding == nil {
+		// v1 binds no code: its signature vouches for any process holding
+		// a copy, so it earns nothing.
+		if len(c.keys) > 0 {
+			if _, err := readInRoot(root, manifestPath+SignatureSuffix, maxSignatureFileSize); err == nil {
+				log.Warn("Agent manifest is "+APIVersionV1+", which binds no code; no signer selector (sign an "+APIVersionV2+" manifest)",
+					logKeyPath, "/"+manifestPath)
+			}
+		}
+	} else {
+		// The manifest says what runs; a process running anything else
+		// holds a copy of it, and gets none of its selectors.
+		if err := checkBinding(procDir, root, manifest.Binding, exeDigest); errors.Is(err, errNoMatch) {
+			log.Warn("Process does not run what its agent manifest binds; no selectors", logKeyPath, "/"+manifestPath, logKeyReason, err.Error())
+			return nil, nil
+		} else if err != nil {
+			return p.procError(log, "failed to check the manifest's binding", err)
+		}
+		signer = p.signer(c, root, manifestPath, data, log)
 	}
 
 	if p.hooks.beforeRecheck != nil {

@@ -2,6 +2,8 @@ package aiagent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,12 +61,36 @@ type attestCase struct {
 	digestOf string
 	// wantLog is a substring of the plugin's log ("" for no warning).
 	wantLog string
+	// args replace the child's command line after argv[0]; an argument
+	// starting with "./" is made absolute in the case's directory.
+	args []string
+	// extraEnv is added to the child's environment.
+	extraEnv []string
 }
 
 func TestAttest(t *testing.T) {
 	keys := newTestKeys(t)
-	manifest := []byte(goodManifest)
-	tampered := []byte(strings.Replace(goodManifest, "1.4.2", "1.4.3", 1))
+	manifest := boundManifest(t, nil)
+	v1 := []byte(goodManifest)
+	tampered := []byte(strings.Replace(string(manifest), "1.4.2", "1.4.3", 1))
+	other := strings.Repeat("0", 64)
+	elsewhere := boundManifest(t, nil, other)
+	exeDigest, err := testExeDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	several := boundManifest(t, nil, other, exeDigest)
+	script := []byte("print('agent')\n")
+	scriptSum := sha256.Sum256(script)
+	// The child runs in the host's root, so bound scripts are at host
+	// paths: agent.py as bound, evil.py beside it, and in changed/ an
+	// agent.py whose bytes are not the bound ones.
+	scriptDir := t.TempDir()
+	agentPy := writeFile(t, scriptDir, "agent.py", script)
+	evilPy := writeFile(t, scriptDir, "evil.py", []byte("import evil\n"))
+	changedPy := writeFile(t, t.TempDir(), "agent.py", []byte("print('changed')\n"))
+	interpreted := boundManifest(t, []Script{{Path: agentPy, SHA256: hex.EncodeToString(scriptSum[:])}})
+	changedManifest := boundManifest(t, []Script{{Path: changedPy, SHA256: hex.EncodeToString(scriptSum[:])}})
 	signedEd := sign(t, "release-ed25519", keys.ed25519, manifest)
 	signedP256 := sign(t, "release-p256", keys.p256, manifest)
 	bothKeys := `signing_keys { "release-ed25519" = "{ed25519}" "release-p256" = "{p256}" }`
@@ -85,6 +111,122 @@ func TestAttest(t *testing.T) {
 			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": signedP256},
 			env:   "./manifest.json", hcl: bothKeys,
 			want: withSigner("release-p256"),
+		},
+		{
+			name:  "signed v1 manifest earns no signer",
+			files: map[string][]byte{"manifest.json": v1, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, v1)},
+			env:   "./manifest.json", hcl: bothKeys,
+			want:    unsigned,
+			wantLog: `Agent manifest is agentid.dev/v1, which binds no code; no signer selector (sign an agentid.dev/v2 manifest)`,
+		},
+		{
+			name:  "unsigned v1 manifest",
+			files: map[string][]byte{"manifest.json": v1},
+			env:   "./manifest.json", hcl: bothKeys,
+			want: unsigned,
+		},
+		{
+			name:  "signed manifest copied beside another executable",
+			files: map[string][]byte{"manifest.json": elsewhere, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, elsewhere)},
+			env:   "./manifest.json", hcl: bothKeys,
+			wantLog: `executable sha256 ` + exeDigest + ` is not one the manifest binds`,
+		},
+		{
+			name:  "unsigned manifest of another executable",
+			files: map[string][]byte{"manifest.json": elsewhere},
+			env:   "./manifest.json", hcl: bothKeys,
+			wantLog: `Process does not run what its agent manifest binds; no selectors`,
+		},
+		{
+			name:  "one of several bound executables",
+			files: map[string][]byte{"manifest.json": several, "manifest.json.sig": sign(t, "release-p256", keys.p256, several)},
+			env:   "./manifest.json", hcl: bothKeys,
+			want: withSigner("release-p256"),
+		},
+		{
+			name:  "bound executable with the dynamic loader told to preload",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": signedEd},
+			env:   "./manifest.json", hcl: bothKeys,
+			extraEnv: []string{"LD_PRELOAD=/tmp/evil.so"},
+			wantLog:  `environment sets LD_PRELOAD, which can make the bound code run other code`,
+		},
+		{
+			name:  "interpreter variables do not matter to a compiled agent",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": signedEd},
+			env:   "./manifest.json", hcl: bothKeys,
+			extraEnv: []string{"PYTHONPATH=/tmp/evil"},
+			want:     withSigner("release-ed25519"),
+		},
+		{
+			name:  "bound executable over max_exe_size",
+			files: map[string][]byte{"manifest.json": manifest, "manifest.json.sig": signedEd},
+			env:   "./manifest.json", hcl: bothKeys + "\nmax_exe_size = 1000",
+			wantLog: `executable not hashed (larger than max_exe_size)`,
+		},
+		{
+			name:  "interpreter running the bound script",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args: []string{agentPy, "--serve"},
+			want: withSigner("release-ed25519"),
+		},
+		{
+			name:  "interpreter with argument-less flags before the bound script",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args: []string{"-Iu", agentPy},
+			want: withSigner("release-ed25519"),
+		},
+		{
+			name:  "interpreter running another script",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args:    []string{evilPy},
+			wantLog: `command line runs \"` + evilPy + `\", not a script the manifest binds`,
+		},
+		{
+			name:  "bound script behind an option that takes an argument",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args:    []string{"-W", agentPy, evilPy},
+			wantLog: `command line names no script`,
+		},
+		{
+			name:  "interpreter with a command instead of a script",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args:    []string{"-c", "import evil", agentPy},
+			wantLog: `command line names no script`,
+		},
+		{
+			name:  "bound script path with other bytes",
+			files: map[string][]byte{"manifest.json": changedManifest, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, changedManifest)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args:    []string{changedPy},
+			wantLog: `script ` + changedPy + ` has sha256 ` + sha256Hex([]byte("print('changed')\n")) + `, not the bound one`,
+		},
+		{
+			name:  "bound script with the interpreter's path changed",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args:     []string{agentPy},
+			extraEnv: []string{"PYTHONPATH=/tmp/evil"},
+			wantLog:  `environment sets PYTHONPATH`,
+		},
+		{
+			name:  "bound script with harmless interpreter settings",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args:     []string{agentPy},
+			extraEnv: []string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"},
+			want:     withSigner("release-ed25519"),
+		},
+		{
+			name:  "interpreter without a script",
+			files: map[string][]byte{"manifest.json": interpreted, "manifest.json.sig": sign(t, "release-ed25519", keys.ed25519, interpreted)},
+			env:   "./manifest.json", hcl: bothKeys,
+			args:    []string{},
+			wantLog: `command line names no script`,
 		},
 		{
 			name:  "unsigned with keys configured",
@@ -152,7 +294,7 @@ func TestAttest(t *testing.T) {
 		},
 		{
 			name:    "executable over max_exe_size",
-			files:   map[string][]byte{"manifest.json": manifest},
+			files:   map[string][]byte{"manifest.json": v1},
 			env:     "./manifest.json",
 			hcl:     "max_exe_size = 1000",
 			want:    slices.Concat(goodSelectors, []string{"manifest"}),
@@ -207,9 +349,9 @@ func TestAttest(t *testing.T) {
 		},
 		{
 			name:    "unknown apiVersion",
-			files:   map[string][]byte{"manifest.json": []byte(strings.Replace(goodManifest, "agentid.dev/v1", "agentid.dev/v2", 1))},
+			files:   map[string][]byte{"manifest.json": []byte(strings.Replace(goodManifest, "agentid.dev/v1", "agentid.dev/v9", 1))},
 			env:     "./manifest.json",
-			wantLog: `aiagent: unsupported apiVersion: \"agentid.dev/v2\" (want \"agentid.dev/v1\")`,
+			wantLog: `aiagent: unsupported apiVersion: \"agentid.dev/v9\" (want \"agentid.dev/v2\" or \"agentid.dev/v1\")`,
 		},
 		{
 			name:    "relative path in the environment",
@@ -324,7 +466,19 @@ func runAttestCase(t *testing.T, keys *testKeys, tc attestCase) {
 
 	s := serve(t, nil)
 	s.configure(t, hcl)
+	env = append(env, tc.extraEnv...)
 	c := startChild(t, env...)
+	if tc.args != nil {
+		args := make([]string, len(tc.args))
+		for i, a := range tc.args {
+			if rest, ok := strings.CutPrefix(a, "./"); ok {
+				a = filepath.Join(dir, rest)
+			}
+			args[i] = a
+		}
+		c.stop(t)
+		c = startChildArgs(t, args, env...)
+	}
 	got := s.attest(t, c.pid)
 
 	want := make([]string, len(tc.want))

@@ -70,7 +70,7 @@ func SignManifest(keyID string, key crypto.Signer, manifest []byte) ([]byte, err
 		APIVersion string `json:"apiVersion"`
 		KeyID      string `json:"keyId"`
 		Signature  string `json:"signature"`
-	}{APIVersion, keyID, base64.StdEncoding.EncodeToString(sig)})
+	}{APIVersionV1, keyID, base64.StdEncoding.EncodeToString(sig)})
 	if err != nil {
 		return nil, fmt.Errorf("aiagent: failed to encode signature file: %w", err)
 	}
@@ -88,8 +88,8 @@ func parseSignatureFile(data []byte) (signatureFile, error) {
 	if err := decodeString(fields, "apiVersion", &apiVersion); err != nil {
 		return signatureFile{}, fmt.Errorf("%w: %w", ErrInvalidSignatureFile, err)
 	}
-	if apiVersion != APIVersion {
-		return signatureFile{}, fmt.Errorf("%w: signature file %q (want %q)", ErrUnsupportedAPIVersion, apiVersion, APIVersion)
+	if apiVersion != APIVersionV1 {
+		return signatureFile{}, fmt.Errorf("%w: signature file %q (want %q)", ErrUnsupportedAPIVersion, apiVersion, APIVersionV1)
 	}
 	if err := checkFields(fields, signatureFields); err != nil {
 		return signatureFile{}, fmt.Errorf("%w: %w", ErrInvalidSignatureFile, err)
