@@ -23,4 +23,17 @@
 // verified token (go-spiffe's jwtsvid.SVID.Claims) with Decode. An agent asks
 // for a delegated token by adding the marker audience MarkerPrefix+id, which
 // SplitAudience finds and the composer strips.
+//
+// # Access tokens
+//
+// agentid-server's OAuth token endpoint (pkg/authserver) turns a delegated
+// JWT-SVID into an RFC 9068 access token for services that speak OAuth, not
+// SPIFFE. There the standard meanings hold: sub is the user (SubjectOf:
+// "<issuer>#<subject>", unique across issuers), client_id and act.sub the
+// current agent, act.act… the agents before it (RFC 8693 §4.1), aud the
+// resource, cnf.x5t#S256 the agent's certificate when bound. agentid adds
+// the same "principal" object as the JWT-SVID and a smaller "delegation"
+// object ({"version", "id", "root"}). Numbers are JSON numbers: the token
+// does not pass through SPIRE. AccessToken encodes and DecodeAccessToken
+// decodes them.
 package claims

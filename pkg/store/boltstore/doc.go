@@ -60,6 +60,8 @@
 //	                       'i' ‖ delegation id ‖ NUL ‖ seq.   empty (an id not stored)
 //	idx_event_type         type (1 byte) ‖ sequence          empty
 //	agents                 agent name                        agent JSON
+//	signing_keys           "set"                             OAuth signing key set JSON (version, keys with
+//	                                                         PKCS #8 private keys: protect the file)
 //
 // The user and agent indexes hash their text to a fixed 16 bytes; a listing
 // compares the decoded record with the filter, so a collision could cost a

@@ -26,11 +26,14 @@ var (
 	bucketEventsByDelegation = []byte("idx_event_delegation")
 	bucketEventsByType       = []byte("idx_event_type")
 	bucketAgents             = []byte("agents")
+	// bucketSigningKeys holds one record, keySigningKeys: the OAuth signing
+	// key set (signingkeys.go). Created on Open, so older files gain it.
+	bucketSigningKeys = []byte("signing_keys")
 
 	allBuckets = [][]byte{
 		bucketMeta, bucketDelegations, bucketIDs, bucketByUser, bucketByAgent, bucketByState,
 		bucketChildren, bucketChanges, bucketEvents, bucketEventsByDelegation,
-		bucketEventsByType, bucketAgents,
+		bucketEventsByType, bucketAgents, bucketSigningKeys,
 	}
 )
 
