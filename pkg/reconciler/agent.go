@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/agentid/agentid/pkg/agent"
 	"math"
 	"slices"
 	"strings"
@@ -12,33 +13,16 @@ import (
 	"unicode/utf8"
 
 	"github.com/agentid/agentid/pkg/spireapi"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// Agent is what SPIRE needs to know about one declared agent: the entry that
-// gives its processes their identity. agentid-server converts its richer
-// configuration (scope ceiling, sub-agents, depth) into this.
-type Agent struct {
-	// Name identifies the agent in the configuration and in AgentService; the
-	// SPIRE entry id is derived from it, so renaming an agent replaces its
-	// entry.
-	Name string
-	// SPIFFEID is the identity the agent's processes receive.
-	SPIFFEID spiffeid.ID
-	// ParentID is the SPIRE agent (node) or node alias the processes run
-	// under.
-	ParentID spiffeid.ID
-	// Selectors must all match a process for it to get the identity. At
-	// least one must be of the agent attestor's type (Config.SelectorType),
-	// so that a process the attestor did not vouch for gets no identity.
-	Selectors []spireapi.Selector
-	// X509SVIDTTL is the X509-SVID lifetime in whole seconds; zero means
-	// SPIRE's default.
-	X509SVIDTTL time.Duration
-	// JWTSVIDTTL is the JWT-SVID lifetime in whole seconds; zero means
-	// SPIRE's default.
-	JWTSVIDTTL time.Duration
-}
+// Agent is the declared agent (pkg/agent). The reconciler reads what SPIRE
+// needs of it: Name (the entry id is derived from it, so renaming an agent
+// replaces its entry), SPIFFEID, ParentID, Selectors (at least one of the
+// agent attestor's type, Config.SelectorType, so that a process the attestor
+// did not vouch for gets no identity) and the SVID lifetimes (whole seconds;
+// zero means SPIRE's default). Its scope ceiling and sub-agents are
+// agentid's, not SPIRE's.
+type Agent = agent.Agent
 
 // Entry id layout: prefix, up to readableMax characters of the name made safe
 // for SPIRE, '.', and hashHexLen hex digits of the name's SHA-256. The hash

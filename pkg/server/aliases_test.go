@@ -13,6 +13,8 @@ var (
 	newEnv        = servertest.Start
 	newEnvWithLog = servertest.StartWithLog
 	ctxT          = servertest.Ctx
+	create        = servertest.Create
+	sub           = servertest.Sub
 )
 
 const audience = servertest.Audience

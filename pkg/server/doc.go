@@ -16,7 +16,9 @@
 //   - mTLS on TCP (MTLSServer): agents, front ends and verifiers, each
 //     identified by the SPIFFE ID of its X509-SVID.
 //
-// Who may call what is written once, in access (authz.go), and in each RPC's
+// The services are in api/{delegation,agent,audit}/v1, each with Config,
+// New and RegisterService, as SPIRE's pkg/server/api; New builds the three
+// over one store. Who may call what is written once, in pkg/server/authz, and in each RPC's
 // proto comment. Every refusal of a write or a watch past the syntax checks is
 // a denied audit event (rate limited per caller);
 // a user token is never logged, echoed or stored, and the caller gets one

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"github.com/agentid/agentid/pkg/server/api"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -32,7 +33,7 @@ const MaxConcurrentStreams = 64
 // caller's uid from the kernel, admin rights by the socket's file
 // permissions.
 func (s *Server) LocalServer() *grpc.Server {
-	return s.grpcServer(localCreds{})
+	return s.grpcServer(api.LocalCredentials())
 }
 
 // MTLSServer returns a gRPC server for workloads: mTLS with the server's own
@@ -54,8 +55,8 @@ func (s *Server) grpcServer(creds credentials.TransportCredentials) *grpc.Server
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: MaxConnectionAge, MaxConnectionAgeGrace: 10 * time.Second}),
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(MaxRequestSize),
-		grpc.ChainUnaryInterceptor(s.observeUnary, identifyUnary),
-		grpc.ChainStreamInterceptor(s.observeStream, identifyStream),
+		grpc.ChainUnaryInterceptor(s.observeUnary, api.IdentifyUnary),
+		grpc.ChainStreamInterceptor(s.observeStream, api.IdentifyStream),
 	)
 	s.Register(g)
 	return g
@@ -64,19 +65,19 @@ func (s *Server) grpcServer(creds credentials.TransportCredentials) *grpc.Server
 func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	resp, err := handler(ctx, req)
-	s.metrics.observe(info.FullMethod, err, time.Since(start))
+	observe(s.metrics, info.FullMethod, err, time.Since(start))
 	return resp, err
 }
 
 func (s *Server) observeStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	err := handler(srv, ss)
-	s.metrics.observe(info.FullMethod, err, time.Since(start))
+	observe(s.metrics, info.FullMethod, err, time.Since(start))
 	return err
 }
 
-func (m *metrics) observe(method string, err error, d time.Duration) {
+func observe(m *api.Metrics, method string, err error, d time.Duration) {
 	code := status.Code(err).String()
-	m.requests.WithLabelValues(method, code).Inc()
-	m.latency.WithLabelValues(method).Observe(d.Seconds())
+	m.Requests.WithLabelValues(method, code).Inc()
+	m.Latency.WithLabelValues(method).Observe(d.Seconds())
 }

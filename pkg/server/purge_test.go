@@ -114,7 +114,7 @@ func TestPurge(t *testing.T) {
 
 	revokedIDs := func() []string {
 		t.Helper()
-		snap, _, err := s.snapshot(ctx, true)
+		snap, _, err := st.ListDelegations(ctx, store.Filter{State: delegation.StateRevoked}, store.Page{})
 		if err != nil {
 			t.Fatal(err)
 		}

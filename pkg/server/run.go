@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/agentid/agentid/pkg/server/api"
+	agentapi "github.com/agentid/agentid/pkg/server/api/agent/v1"
+	"github.com/agentid/agentid/pkg/spireapi/x509source"
 	"net"
 	"net/http"
 	"os"
@@ -105,7 +108,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		defer src.Close()
 		id = src
 	} else {
-		src, err := newMintedSource(ctx, spire, cfg.ServerID, log)
+		src, err := x509source.New(ctx, x509source.Config{Minter: spire, ID: cfg.ServerID, Log: log})
 		if err != nil {
 			return err
 		}
@@ -123,13 +126,13 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 	if err != nil {
 		return err
 	}
-	if err := rec.SetAgents(reconcilerAgents(cfg.Agents)); err != nil {
+	if err := rec.SetAgents(cfg.Agents); err != nil {
 		return err
 	}
 
 	srv, err := New(Config{
 		Store: st, Users: users, Policy: pol, Agents: cfg.Agents,
-		AgentStates: func() map[string]AgentSync { return agentStates(rec.States()) },
+		AgentStates: func() map[string]agentapi.Sync { return agentStates(rec.States()) },
 		Admins:      cfg.Admins, Verifiers: cfg.Verifiers, AuditReaders: cfg.AuditReaders, UserClients: cfg.UserClients,
 		Log: log, Registerer: reg,
 	})
@@ -270,23 +273,10 @@ func listenUnix(path string) (net.Listener, error) {
 	return l, nil
 }
 
-func reconcilerAgents(specs []config.AgentSpec) []reconciler.Agent {
-	out := make([]reconciler.Agent, len(specs))
-	for i, s := range specs {
-		sels := make([]spireapi.Selector, len(s.Selectors))
-		for j, sel := range s.Selectors {
-			sels[j] = spireapi.Selector{Type: sel.Type, Value: sel.Value}
-		}
-		out[i] = reconciler.Agent{Name: s.Name, SPIFFEID: s.SPIFFEID, ParentID: s.ParentID, Selectors: sels,
-			X509SVIDTTL: s.X509SVIDTTL, JWTSVIDTTL: s.JWTSVIDTTL}
-	}
-	return out
-}
-
-func agentStates(in map[string]reconciler.SyncState) map[string]AgentSync {
-	out := make(map[string]AgentSync, len(in))
+func agentStates(in map[string]reconciler.SyncState) map[string]agentapi.Sync {
+	out := make(map[string]agentapi.Sync, len(in))
 	for name, st := range in {
-		s := AgentSync{EntryID: st.EntryID, LastSynced: st.LastSynced, LastError: st.LastError, State: agentv1.SyncState_SYNC_STATE_PENDING}
+		s := agentapi.Sync{EntryID: st.EntryID, LastSynced: st.LastSynced, LastError: st.LastError, State: agentv1.SyncState_SYNC_STATE_PENDING}
 		switch st.State {
 		case reconciler.StateSynced:
 			s.State = agentv1.SyncState_SYNC_STATE_SYNCED
@@ -309,7 +299,7 @@ func agentSyncAuditor(ctx context.Context, st store.Store, log logrus.FieldLogge
 		last[name] = s.State
 		detail := map[string]string{"agent": name, "state": s.State.String(), "entry_id": s.EntryID}
 		if s.LastError != "" {
-			detail["error"] = truncateUTF8(s.LastError, audit.MaxDetailValueLength)
+			detail["error"] = api.TruncateUTF8(s.LastError, audit.MaxDetailValueLength)
 		}
 		if err := st.AppendEvents(ctx, audit.Event{Time: time.Now(), Type: audit.TypeAgentSynced, Actor: "agentid-server", Detail: detail}); err != nil {
 			log.WithError(err).Warn("Failed to record agent sync audit event")

@@ -28,7 +28,7 @@ func (s *Server) RevokeUndeclared(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		for _, d := range list {
-			if _, ok := s.agentsByID[d.Agent]; !ok {
+			if _, ok := s.agents.ByID(d.Agent); !ok {
 				undeclared = append(undeclared, d)
 			}
 		}

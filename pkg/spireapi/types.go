@@ -2,6 +2,7 @@ package spireapi
 
 import (
 	"fmt"
+	"github.com/agentid/agentid/pkg/agent"
 	"strings"
 	"time"
 
@@ -60,18 +61,9 @@ type Entry struct {
 }
 
 // Selector is one attestation property a workload must present, such as
-// aiagent:name:gdpr-compliance (Type "aiagent", Value "name:gdpr-compliance").
-type Selector struct {
-	// Type is the attestor's name; it never contains ':'.
-	Type string
-	// Value is everything after the first ':'.
-	Value string
-}
-
-// String returns the selector as SPIRE prints it, type:value.
-func (s Selector) String() string {
-	return s.Type + ":" + s.Value
-}
+// aiagent:name:gdpr-compliance. It is the declared agent's type, so the
+// reconciler hands an agent's selectors to SPIRE without converting them.
+type Selector = agent.Selector
 
 // Status is SPIRE's answer for one item of a batch call. The results of a
 // batch are in the order of the items sent.

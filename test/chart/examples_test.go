@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/agentid/agentid/pkg/agent"
 	"github.com/agentid/agentid/pkg/plugin/workloadattestor/aiagent"
-	"github.com/agentid/agentid/pkg/server/config"
 	"github.com/agentid/agentid/pkg/sidecar"
 	"github.com/agentid/agentid/pkg/verify"
 	"github.com/agentid/agentid/pkg/verify/extauthz"
@@ -531,6 +531,6 @@ func TestKagentMapping(t *testing.T) {
 	}
 }
 
-type configAgent = config.AgentSpec
+type configAgent = agent.Agent
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/agentid/agentid/pkg/agent"
 	"io"
 	"net"
 	"os"
@@ -213,7 +214,7 @@ type Config struct {
 	HTTPAddr          string
 	Issuers           []Issuer
 	Rules             []Rule
-	Agents            []AgentSpec
+	Agents            []agent.Agent
 	Verifiers         []spiffeid.ID
 	Admins            []spiffeid.ID
 	AuditReaders      []spiffeid.ID
@@ -224,21 +225,6 @@ type Config struct {
 	// DangerouslyAllowUnpinnedAgents.
 	Warnings []string
 }
-
-// AgentSpec is a validated declared agent.
-type AgentSpec struct {
-	Name         string
-	SPIFFEID     spiffeid.ID
-	ParentID     spiffeid.ID
-	Selectors    []Selector
-	ScopeCeiling delegation.ScopeSet
-	SubAgents    []spiffeid.ID
-	X509SVIDTTL  time.Duration
-	JWTSVIDTTL   time.Duration
-}
-
-// Selector is a SPIRE selector.
-type Selector struct{ Type, Value string }
 
 // Build validates the file across fields, applies defaults and returns the
 // runtime Config. Errors name the key, e.g. `agents[1].spiffe_id`.
@@ -356,8 +342,8 @@ func (f *File) Build() (*Config, error) {
 	seenName, seenID := map[string]bool{}, map[spiffeid.ID]bool{}
 	for i, a := range f.Agents {
 		key := fmt.Sprintf("agents[%d]", i)
-		spec := AgentSpec{Name: a.Name, X509SVIDTTL: a.X509SVIDTTL, JWTSVIDTTL: a.JWTSVIDTTL}
-		if !validName(a.Name) {
+		spec := agent.Agent{Name: a.Name, X509SVIDTTL: a.X509SVIDTTL, JWTSVIDTTL: a.JWTSVIDTTL}
+		if !agent.ValidName(a.Name) {
 			fail(key+".name", "must be 1-63 characters of a-z, 0-9 and '-'")
 		}
 		if seenName[a.Name] {
@@ -372,17 +358,17 @@ func (f *File) Build() (*Config, error) {
 		spec.ParentID = parseMember(key+".parent_id", a.ParentID, c.TrustDomain, fail)
 		hasOwnSelector := false
 		for j, s := range a.Selectors {
-			typ, value, ok := strings.Cut(s, ":")
-			if !ok || typ == "" || value == "" {
+			sel, err := agent.ParseSelector(s)
+			if err != nil {
 				fail(fmt.Sprintf("%s.selectors[%d]", key, j), "must be type:value")
 				continue
 			}
-			hasOwnSelector = hasOwnSelector || typ == c.SelectorType
-			spec.Selectors = append(spec.Selectors, Selector{Type: typ, Value: value})
+			hasOwnSelector = hasOwnSelector || sel.Type == c.SelectorType
+			spec.Selectors = append(spec.Selectors, sel)
 		}
 		if !hasOwnSelector {
 			fail(key+".selectors", "at least one %q selector is required, so that an attestor failure yields no identity", c.SelectorType)
-		} else if !slices.ContainsFunc(spec.Selectors, func(s Selector) bool { return Pins(c.SelectorType, s) }) {
+		} else if !slices.ContainsFunc(spec.Selectors, func(s agent.Selector) bool { return Pins(c.SelectorType, s) }) {
 			msg := fmt.Sprintf("%s.selectors: every selector can be satisfied by a process holding a copy of the agent's manifest; "+
 				"add one the platform proves (%s) or a %s:signer: selector (a manifest signed and bound to what runs)",
 				key, pinningSummary, c.SelectorType)
@@ -461,7 +447,7 @@ const pinningSummary = "unix:uid, unix:user, unix:gid, unix:group, unix:sha256, 
 // manifest-sha256) is read from the manifest, so any process that can read
 // a copy of it earns them; selectors of other attestors are not known here
 // and do not count.
-func Pins(attestor string, s Selector) bool {
+func Pins(attestor string, s agent.Selector) bool {
 	prefix := func(prefixes ...string) bool {
 		for _, p := range prefixes {
 			if strings.HasPrefix(s.Value, p) && len(s.Value) > len(p) {
@@ -502,18 +488,6 @@ func parseMember(key, s string, td spiffeid.TrustDomain, fail func(string, strin
 		return spiffeid.ID{}
 	}
 	return id
-}
-
-func validName(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 func or(s, def string) string {

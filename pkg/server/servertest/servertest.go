@@ -7,6 +7,7 @@ package servertest
 
 import (
 	"context"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"io"
 	"net"
 	"os"
@@ -15,13 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentid/agentid/pkg/agent"
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/internal/testca"
 	"github.com/agentid/agentid/pkg/oidcauth"
 	"github.com/agentid/agentid/pkg/oidcauth/oidctest"
 	"github.com/agentid/agentid/pkg/policy"
 	"github.com/agentid/agentid/pkg/server"
-	"github.com/agentid/agentid/pkg/server/config"
 	"github.com/agentid/agentid/pkg/store/boltstore"
 	"github.com/agentid/agentid/pkg/store/storetest"
 	agentv1 "github.com/agentid/agentid/proto/agentid/agent/v1"
@@ -100,8 +101,8 @@ func (c *Clock) Now() time.Time {
 }
 
 // Agents are the declared agents of the fixture.
-func Agents() []config.AgentSpec {
-	return []config.AgentSpec{
+func Agents() []agent.Agent {
+	return []agent.Agent{
 		{Name: "orchestrator", SPIFFEID: Orchestrator, ScopeCeiling: delegation.MustParseScopes("campaigns:read", "compliance:check", "crm:write"),
 			SubAgents: []spiffeid.ID{Analyst}},
 		{Name: "market-analysis", SPIFFEID: Analyst, ScopeCeiling: delegation.MustParseScopes("campaigns:read", "compliance:check"),
@@ -253,4 +254,30 @@ func Ctx(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	tb.Cleanup(cancel)
 	return ctx
+}
+
+// Create asks c for a delegation of token's user to agent, failing the test
+// on an error.
+func Create(tb testing.TB, c Clients, token string, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
+	tb.Helper()
+	resp, err := c.Delegations.CreateDelegation(Ctx(tb), &delegationv1.CreateDelegationRequest{
+		UserToken: token, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "check the spring campaign",
+	})
+	if err != nil {
+		tb.Fatalf("CreateDelegation: %v", err)
+	}
+	return resp.Delegation
+}
+
+// Sub asks c (the parent's agent) for a sub-delegation to agent, failing the
+// test on an error.
+func Sub(tb testing.TB, c Clients, parent, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
+	tb.Helper()
+	resp, err := c.Delegations.CreateSubDelegation(Ctx(tb), &delegationv1.CreateSubDelegationRequest{
+		ParentId: parent, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "analyse the segment",
+	})
+	if err != nil {
+		tb.Fatalf("CreateSubDelegation: %v", err)
+	}
+	return resp.Delegation
 }

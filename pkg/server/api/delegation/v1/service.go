@@ -1,22 +1,31 @@
-package server
+// Package delegation is agentid-server's DelegationService
+// (proto/agentid/delegation/v1): users delegate to agents, agents pass
+// narrower slices on, delegations are read, revoked with their subtrees and
+// watched. Each RPC's access rule is in pkg/server/authz and in its proto
+// comment; every refusal past the syntax checks is a denied audit event.
+package delegation
 
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentid/agentid/pkg/agent"
 	"github.com/agentid/agentid/pkg/apiconv"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/oidcauth"
 	"github.com/agentid/agentid/pkg/policy"
+	"github.com/agentid/agentid/pkg/server/api"
+	"github.com/agentid/agentid/pkg/server/authz"
 	"github.com/agentid/agentid/pkg/store"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	"github.com/sirupsen/logrus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -25,36 +34,112 @@ import (
 // MaxTTL bounds any requested lifetime before the policy caps it further.
 const MaxTTL = 30 * 24 * time.Hour
 
-type delegationService struct {
-	delegationv1.UnimplementedDelegationServiceServer
-	s *Server
+// Defaults of Config.
+const (
+	DefaultWatchHeartbeat  = 10 * time.Second
+	DefaultRevokeFreshness = 5 * time.Minute
+	// snapshotChunk is the most delegations one snapshot message carries.
+	snapshotChunk = 500
+)
+
+// UserAuthenticator verifies a user's OIDC token (pkg/oidcauth).
+type UserAuthenticator interface {
+	Authenticate(ctx context.Context, rawToken string) (oidcauth.Identity, error)
 }
 
-// invalid is the INVALID_ARGUMENT answer naming the field.
-func invalid(field string, err error) error {
-	return status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+// Decider applies the delegation policy (pkg/policy).
+type Decider interface {
+	Decide(ctx context.Context, in policy.Input) (policy.Decision, error)
 }
 
-func parseAgentID(field, s string) (spiffeid.ID, error) {
-	if s == "" {
-		return spiffeid.ID{}, status.Errorf(codes.InvalidArgument, "%s: is required", field)
-	}
-	if len(s) > 2048 {
-		return spiffeid.ID{}, status.Errorf(codes.InvalidArgument, "%s: longer than 2048 bytes", field)
-	}
-	id, err := spiffeid.FromString(s)
-	if err != nil {
-		return spiffeid.ID{}, invalid(field, err)
-	}
-	return id, nil
+// Config is what the service needs.
+type Config struct {
+	Store  store.Store
+	Users  UserAuthenticator
+	Policy Decider
+	// Agents are the declared agents.
+	Agents *agent.Set
+	Access authz.Access
+	// Denier records refusals; nil: one of the service's own.
+	Denier *api.Denier
+	// Metrics nil: unregistered ones.
+	Metrics *api.Metrics
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// Log defaults to a logger that discards.
+	Log logrus.FieldLogger
+	// WatchHeartbeat is how often a quiet watch stream gets a progress
+	// message (DefaultWatchHeartbeat).
+	WatchHeartbeat time.Duration
+	// RevokeFreshness is how recent (iat) a user's token must be to revoke
+	// (DefaultRevokeFreshness).
+	RevokeFreshness time.Duration
 }
 
-func parseID(field, s string) (delegation.ID, error) {
-	id, err := delegation.ParseID(s)
-	if err != nil {
-		return delegation.ID{}, invalid(field, err)
+// Service implements delegationv1.DelegationServiceServer. It embeds the
+// Unsafe interface, not the Unimplemented struct: an RPC added to the proto
+// fails to compile here until it is written.
+type Service struct {
+	delegationv1.UnsafeDelegationServiceServer
+
+	store     store.Store
+	users     UserAuthenticator
+	policy    Decider
+	agents    *agent.Set
+	access    authz.Access
+	denier    *api.Denier
+	metrics   *api.Metrics
+	clock     func() time.Time
+	log       logrus.FieldLogger
+	heartbeat time.Duration
+	freshness time.Duration
+	closing   chan struct{}
+	closeOnce func()
+}
+
+// New returns the service. Store, Users, Policy and Agents are required.
+func New(c Config) (*Service, error) {
+	if c.Store == nil || c.Users == nil || c.Policy == nil || c.Agents == nil {
+		return nil, errors.New("delegation: store, user authenticator, policy and agents are required")
 	}
-	return id, nil
+	s := &Service{
+		store: c.Store, users: c.Users, policy: c.Policy, agents: c.Agents, access: c.Access,
+		metrics: c.Metrics, clock: api.ClockOrNow(c.Clock), log: api.LogOrDiscard(c.Log),
+		heartbeat: c.WatchHeartbeat, freshness: c.RevokeFreshness, closing: make(chan struct{}),
+	}
+	if s.metrics == nil {
+		s.metrics = api.NewUnregisteredMetrics()
+	}
+	s.denier = c.Denier
+	if s.denier == nil {
+		s.denier = api.NewDenier(api.DenierConfig{Store: c.Store, Metrics: s.metrics, Log: s.log, Clock: s.clock})
+	}
+	if s.heartbeat <= 0 {
+		s.heartbeat = DefaultWatchHeartbeat
+	}
+	if s.freshness <= 0 {
+		s.freshness = DefaultRevokeFreshness
+	}
+	s.closeOnce = sync.OnceFunc(func() { close(s.closing) })
+	return s, nil
+}
+
+// RegisterService registers the service on a gRPC server.
+func RegisterService(g grpc.ServiceRegistrar, s *Service) {
+	delegationv1.RegisterDelegationServiceServer(g, s)
+}
+
+// Close ends every watch stream with UNAVAILABLE, so a graceful stop of the
+// gRPC server does not wait for streams that never end by themselves.
+// Clients resume from their last revision.
+func (s *Service) Close() { s.closeOnce() }
+
+func (s *Service) deny(ctx context.Context, rpc string, c api.Caller, reason, detail string, ev audit.Event) {
+	s.denier.Deny(ctx, rpc, c, reason, detail, ev)
+}
+
+func (s *Service) storeError(op string, err error) error {
+	return api.StoreError(s.log, s.metrics, op, err)
 }
 
 // grantRequest is the common part of both create requests, validated.
@@ -68,11 +153,11 @@ type grantRequest struct {
 func parseGrant(agentID string, scopes []string, ttl *durationpb.Duration, intent string) (grantRequest, error) {
 	var g grantRequest
 	var err error
-	if g.agent, err = parseAgentID("agent_id", agentID); err != nil {
+	if g.agent, err = api.ParseSPIFFEID("agent_id", agentID); err != nil {
 		return g, err
 	}
 	if g.scopes, err = delegation.ParseScopes(scopes); err != nil {
-		return g, invalid("scopes", err)
+		return g, api.Invalid("scopes", err)
 	}
 	if g.scopes.IsEmpty() {
 		return g, status.Error(codes.InvalidArgument, "scopes: at least one scope is required")
@@ -81,20 +166,20 @@ func parseGrant(agentID string, scopes []string, ttl *durationpb.Duration, inten
 		return g, status.Error(codes.InvalidArgument, "ttl: is required")
 	}
 	if err := ttl.CheckValid(); err != nil {
-		return g, invalid("ttl", err)
+		return g, api.Invalid("ttl", err)
 	}
 	if g.ttl = ttl.AsDuration(); g.ttl <= 0 || g.ttl > MaxTTL {
 		return g, status.Errorf(codes.InvalidArgument, "ttl: must be positive and at most %s", MaxTTL)
 	}
 	if g.intent, err = delegation.ParseIntent(intent); err != nil {
-		return g, invalid("intent", err)
+		return g, api.Invalid("intent", err)
 	}
 	return g, nil
 }
 
 // authenticateUser verifies a user token. The caller only ever sees the
 // fixed message; the reason goes to the log and a denied audit event.
-func (s *Server) authenticateUser(ctx context.Context, rpc string, c Caller, token string, ev audit.Event) (oidcauth.Identity, error) {
+func (s *Service) authenticateUser(ctx context.Context, rpc string, c api.Caller, token string, ev audit.Event) (oidcauth.Identity, error) {
 	if token == "" {
 		s.deny(ctx, rpc, c, "user_token_missing", "", ev)
 		return oidcauth.Identity{}, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
@@ -111,10 +196,9 @@ func (s *Server) authenticateUser(ctx context.Context, rpc string, c Caller, tok
 	return oidcauth.Identity{}, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
 }
 
-func (d *delegationService) CreateDelegation(ctx context.Context, req *delegationv1.CreateDelegationRequest) (*delegationv1.CreateDelegationResponse, error) {
+func (s *Service) CreateDelegation(ctx context.Context, req *delegationv1.CreateDelegationRequest) (*delegationv1.CreateDelegationResponse, error) {
 	const rpc = "CreateDelegation"
-	s := d.s
-	c := callerOf(ctx)
+	c := api.CallerFrom(ctx)
 	g, err := parseGrant(req.GetAgentId(), req.GetScopes(), req.GetTtl(), req.GetIntent())
 	if err != nil {
 		return nil, err
@@ -125,7 +209,7 @@ func (d *delegationService) CreateDelegation(ctx context.Context, req *delegatio
 	if err != nil {
 		return nil, err
 	}
-	agent, ok := s.agentsByID[g.agent]
+	declared, ok := s.agents.ByID(g.agent)
 	if !ok {
 		s.deny(ctx, rpc, c, "unknown_agent", "", audit.Event{Agent: g.agent.String(), User: ident.User.String()})
 		return nil, status.Error(codes.NotFound, "agent_id: not a declared agent")
@@ -136,7 +220,7 @@ func (d *delegationService) CreateDelegation(ctx context.Context, req *delegatio
 			Issuer: ident.User.Issuer(), Subject: ident.User.Subject(),
 			Email: ident.User.Email(), Groups: ident.Groups,
 		},
-		Agent:  policy.Agent{ID: agent.SPIFFEID, Name: agent.Name, Ceiling: agent.ScopeCeiling},
+		Agent:  policy.Agent{ID: declared.SPIFFEID, Name: declared.Name, Ceiling: declared.ScopeCeiling},
 		Caller: c.ID,
 		Scopes: g.scopes,
 		TTL:    g.ttl,
@@ -157,7 +241,7 @@ func (d *delegationService) CreateDelegation(ctx context.Context, req *delegatio
 	}
 	now := s.clock()
 	dl, err := delegation.NewRoot(delegation.RootParams{
-		Agent: agent.SPIFFEID, User: ident.User, Scopes: decision.Scopes, MaxDepth: decision.MaxDepth,
+		Agent: declared.SPIFFEID, User: ident.User, Scopes: decision.Scopes, MaxDepth: decision.MaxDepth,
 		Intent: g.intent, CreatedBy: c.ID, CreatedAt: now, ExpiresAt: now.Add(decision.TTL),
 	})
 	if err != nil {
@@ -172,7 +256,7 @@ func (d *delegationService) CreateDelegation(ctx context.Context, req *delegatio
 	if err != nil {
 		return nil, s.storeError("create delegation", err)
 	}
-	s.metrics.created.WithLabelValues("root").Inc()
+	s.metrics.Created.WithLabelValues("root").Inc()
 	s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "agent_id": dl.Agent.String(),
 		"user": dl.User.String(), "rule": decision.Rule, "caller": c.String()}).Info("Delegation created")
 	return &delegationv1.CreateDelegationResponse{Delegation: apiconv.DelegationToProto(dl, uint64(rev), now)}, nil
@@ -182,9 +266,9 @@ func grantDetail(d *delegation.Delegation, rule string) map[string]string {
 	// Values are bounded by the audit format; the full record is in the
 	// store, the event keeps what a reader of the log needs.
 	detail := map[string]string{
-		"scopes":     truncateUTF8(d.Scopes.String(), audit.MaxDetailValueLength),
+		"scopes":     api.TruncateUTF8(d.Scopes.String(), audit.MaxDetailValueLength),
 		"expires_at": d.ExpiresAt.UTC().Format(time.RFC3339),
-		"chain":      truncateUTF8(chainString(d), audit.MaxDetailValueLength),
+		"chain":      api.TruncateUTF8(chainString(d), audit.MaxDetailValueLength),
 	}
 	if rule != "" {
 		detail["rule"] = rule
@@ -206,11 +290,10 @@ func chainString(d *delegation.Delegation) string {
 	return strings.Join(parts, " ")
 }
 
-func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delegationv1.CreateSubDelegationRequest) (*delegationv1.CreateSubDelegationResponse, error) {
+func (s *Service) CreateSubDelegation(ctx context.Context, req *delegationv1.CreateSubDelegationRequest) (*delegationv1.CreateSubDelegationResponse, error) {
 	const rpc = "CreateSubDelegation"
-	s := d.s
-	c := callerOf(ctx)
-	parentID, err := parseID("parent_id", req.GetParentId())
+	c := api.CallerFrom(ctx)
+	parentID, err := api.ParseDelegationID("parent_id", req.GetParentId())
 	if err != nil {
 		return nil, err
 	}
@@ -228,19 +311,19 @@ func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delega
 		return nil, s.storeError("read parent", err)
 	}
 	ev.User = parent.User.String()
-	if !s.access.canSubDelegate(c, parent) {
+	if !s.access.CanSubDelegate(c, parent) {
 		s.deny(ctx, rpc, c, "not_parent_agent", "", ev)
-		if !s.access.canSee(c, parent) {
+		if !s.access.CanSee(c, parent) {
 			return nil, status.Error(codes.NotFound, "parent_id: no such delegation")
 		}
 		return nil, status.Error(codes.PermissionDenied, "only the parent delegation's agent may sub-delegate it")
 	}
-	child, ok := s.agentsByID[g.agent]
+	child, ok := s.agents.ByID(g.agent)
 	if !ok {
 		s.deny(ctx, rpc, c, "unknown_agent", "", ev)
 		return nil, status.Error(codes.NotFound, "agent_id: not a declared agent")
 	}
-	if from, ok := s.agentsByID[parent.Agent]; !ok || !policy.AllowedSubAgent(from.SubAgents, g.agent) {
+	if from, ok := s.agents.ByID(parent.Agent); !ok || !from.MaySubDelegateTo(g.agent) {
 		s.deny(ctx, rpc, c, "sub_agent_not_allowed", "", ev)
 		return nil, status.Errorf(codes.PermissionDenied, "agent_id: %s is not an allowed sub-agent of %s", g.agent, parent.Agent)
 	}
@@ -285,21 +368,20 @@ func (d *delegationService) CreateSubDelegation(ctx context.Context, req *delega
 	if err != nil {
 		return nil, s.storeError("create sub-delegation", err)
 	}
-	s.metrics.created.WithLabelValues("sub").Inc()
+	s.metrics.Created.WithLabelValues("sub").Inc()
 	s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "parent_id": parent.ID.String(),
 		"agent_id": dl.Agent.String(), "caller": c.String()}).Info("Sub-delegation created")
 	return &delegationv1.CreateSubDelegationResponse{Delegation: apiconv.DelegationToProto(dl, uint64(rev), now)}, nil
 }
 
-func (d *delegationService) GetDelegation(ctx context.Context, req *delegationv1.GetDelegationRequest) (*delegationv1.GetDelegationResponse, error) {
-	s := d.s
-	c := callerOf(ctx)
-	id, err := parseID("id", req.GetId())
+func (s *Service) GetDelegation(ctx context.Context, req *delegationv1.GetDelegationRequest) (*delegationv1.GetDelegationResponse, error) {
+	c := api.CallerFrom(ctx)
+	id, err := api.ParseDelegationID("id", req.GetId())
 	if err != nil {
 		return nil, err
 	}
 	dl, err := s.store.GetDelegation(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || err == nil && !s.access.canSee(c, dl) {
+	if errors.Is(err, store.ErrNotFound) || err == nil && !s.access.CanSee(c, dl) {
 		return nil, status.Error(codes.NotFound, "id: no such delegation")
 	}
 	if err != nil {
@@ -308,15 +390,14 @@ func (d *delegationService) GetDelegation(ctx context.Context, req *delegationv1
 	return &delegationv1.GetDelegationResponse{Delegation: apiconv.DelegationToProto(dl, 0, s.clock())}, nil
 }
 
-func (d *delegationService) ListDelegations(ctx context.Context, req *delegationv1.ListDelegationsRequest) (*delegationv1.ListDelegationsResponse, error) {
-	s := d.s
-	c := callerOf(ctx)
+func (s *Service) ListDelegations(ctx context.Context, req *delegationv1.ListDelegationsRequest) (*delegationv1.ListDelegationsResponse, error) {
+	c := api.CallerFrom(ctx)
 	f := store.Filter{UserIssuer: req.GetPrincipalIssuer(), UserSubject: req.GetPrincipalSubject()}
 	if (f.UserIssuer == "") != (f.UserSubject == "") {
 		return nil, status.Error(codes.InvalidArgument, "principal_issuer, principal_subject: set both or neither")
 	}
 	if req.GetAgentId() != "" {
-		id, err := parseAgentID("agent_id", req.GetAgentId())
+		id, err := api.ParseSPIFFEID("agent_id", req.GetAgentId())
 		if err != nil {
 			return nil, err
 		}
@@ -325,7 +406,7 @@ func (d *delegationService) ListDelegations(ctx context.Context, req *delegation
 	// Callers who are not readers see only the delegations they hold: the
 	// filter goes into the query, so neither the results nor the paging
 	// reveal anything about others'.
-	if !s.access.isReader(c) {
+	if !s.access.IsReader(c) {
 		if f.Agent != "" && f.Agent != c.ID.String() {
 			return &delegationv1.ListDelegationsResponse{}, nil
 		}
@@ -365,11 +446,10 @@ func (d *delegationService) ListDelegations(ctx context.Context, req *delegation
 	return resp, nil
 }
 
-func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegationv1.RevokeDelegationRequest) (*delegationv1.RevokeDelegationResponse, error) {
+func (s *Service) RevokeDelegation(ctx context.Context, req *delegationv1.RevokeDelegationRequest) (*delegationv1.RevokeDelegationResponse, error) {
 	const rpc = "RevokeDelegation"
-	s := d.s
-	c := callerOf(ctx)
-	id, err := parseID("id", req.GetId())
+	c := api.CallerFrom(ctx)
+	id, err := api.ParseDelegationID("id", req.GetId())
 	if err != nil {
 		return nil, err
 	}
@@ -393,10 +473,10 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 	if err != nil {
 		return nil, s.storeError("read ancestors", err)
 	}
-	allowed := s.access.canRevoke
+	allowed := s.access.CanRevoke
 	if token := req.GetUserToken(); token != "" {
 		// The user's own token says she agrees; the caller must still be
-		// one who may act on this delegation for her (canRevokeAsUser).
+		// one who may act on this delegation for her (authz.Access.CanRevokeAsUser).
 		ident, err := s.authenticateUser(ctx, rpc, c, token, ev)
 		if err != nil {
 			return nil, err
@@ -412,11 +492,11 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 			return nil, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
 		}
 		actor = "user:" + ident.User.String()
-		allowed = s.access.canRevokeAsUser
+		allowed = s.access.CanRevokeAsUser
 	}
 	if !allowed(c, dl, ancestors) {
 		s.deny(ctx, rpc, c, "not_allowed", "", ev)
-		if !s.access.canSee(c, dl) {
+		if !s.access.CanSee(c, dl) {
 			return nil, status.Error(codes.NotFound, "id: no such delegation")
 		}
 		return nil, status.Error(codes.PermissionDenied, "caller may not revoke this delegation")
@@ -439,7 +519,7 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 				resp.RevokedIds = append(resp.RevokedIds, r.String())
 			}
 			resp.RevokedCount = uint32(len(ids))
-			s.metrics.revoked.Add(float64(len(ids)))
+			s.metrics.Revoked.Add(float64(len(ids)))
 			s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "actor": actor,
 				"revoked_count": len(ids)}).Info("Delegation revoked")
 		}
@@ -456,7 +536,7 @@ func (d *delegationService) RevokeDelegation(ctx context.Context, req *delegatio
 
 // ancestors walks up from d to its root; the chain is bounded by
 // delegation.MaxDepthLimit.
-func (s *Server) ancestors(ctx context.Context, d *delegation.Delegation) ([]*delegation.Delegation, error) {
+func (s *Service) ancestors(ctx context.Context, d *delegation.Delegation) ([]*delegation.Delegation, error) {
 	var out []*delegation.Delegation
 	for cur := d; !cur.Parent.IsZero() && len(out) < delegation.MaxDepthLimit; {
 		p, err := s.store.GetDelegation(ctx, cur.Parent)
@@ -467,15 +547,4 @@ func (s *Server) ancestors(ctx context.Context, d *delegation.Delegation) ([]*de
 		cur = p
 	}
 	return out, nil
-}
-
-// storeError logs a store failure and answers without internals. A store
-// that cannot be read or written fails the request: nothing is issued.
-func (s *Server) storeError(op string, err error) error {
-	s.metrics.storeErrors.Inc()
-	s.log.WithError(err).WithField("op", op).Error("Store operation failed")
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return status.FromContextError(err).Err()
-	}
-	return status.Error(codes.Unavailable, fmt.Sprintf("failed to %s", op))
 }

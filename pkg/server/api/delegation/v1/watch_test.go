@@ -1,4 +1,4 @@
-package server_test
+package delegation_test
 
 import (
 	"context"

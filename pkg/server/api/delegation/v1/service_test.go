@@ -1,4 +1,4 @@
-package server_test
+package delegation_test
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/oidcauth/oidctest"
 	"github.com/agentid/agentid/pkg/server/servertest"
-	"github.com/agentid/agentid/pkg/store"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	"google.golang.org/grpc/codes"
@@ -21,28 +20,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-func create(tb testing.TB, c clients, token string, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
-	tb.Helper()
-	resp, err := c.Delegations.CreateDelegation(ctxT(tb), &delegationv1.CreateDelegationRequest{
-		UserToken: token, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "check the spring campaign",
-	})
-	if err != nil {
-		tb.Fatalf("CreateDelegation: %v", err)
-	}
-	return resp.Delegation
-}
-
-func sub(tb testing.TB, c clients, parent, agent string, ttl time.Duration, scopes ...string) *delegationv1.Delegation {
-	tb.Helper()
-	resp, err := c.Delegations.CreateSubDelegation(ctxT(tb), &delegationv1.CreateSubDelegationRequest{
-		ParentId: parent, AgentId: agent, Scopes: scopes, Ttl: durationpb.New(ttl), Intent: "analyse the segment",
-	})
-	if err != nil {
-		tb.Fatalf("CreateSubDelegation: %v", err)
-	}
-	return resp.Delegation
-}
 
 func TestDelegateSubDelegateRevoke(t *testing.T) {
 	e := newEnv(t)
@@ -389,7 +366,7 @@ func TestBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			deniedBefore := countDenied(t, e)
+			deniedBefore := servertest.CountDenied(t, e)
 			err = tt.call(ctx)
 			if st := status.Convert(err); st.Code() != tt.code || st.Message() != tt.msg {
 				t.Fatalf("got %s %q\nwant %s %q", st.Code(), st.Message(), tt.code, tt.msg)
@@ -401,30 +378,13 @@ func TestBadInput(t *testing.T) {
 			if tt.denied {
 				want++
 			}
-			if got := countDenied(t, e); got != want {
+			if got := servertest.CountDenied(t, e); got != want {
 				t.Fatalf("denied audit events: %d, want %d", got, want)
 			}
 		})
 	}
 	if len(tests) < 30 {
 		t.Fatalf("the bad-input table must hold at least 30 cases, has %d", len(tests))
-	}
-}
-
-func countDenied(tb testing.TB, e *servertest.Env) int {
-	tb.Helper()
-	n := 0
-	page := store.Page{Size: store.MaxPageSize}
-	for {
-		evs, next, err := e.Store.ListEvents(context.Background(), store.EventFilter{Type: audit.TypeDenied}, page)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		n += len(evs)
-		if next == "" {
-			return n
-		}
-		page.Token = next
 	}
 }
 

@@ -1,4 +1,4 @@
-package server
+package api
 
 import (
 	"context"
@@ -41,25 +41,33 @@ func (c Caller) String() string {
 
 type callerKey struct{}
 
-// callerOf returns the caller the interceptors identified. Every request
+// CallerFrom returns the caller the interceptors identified. Every request
 // reaching a handler has one: a request whose caller cannot be identified is
-// refused before.
-func callerOf(ctx context.Context) Caller {
+// refused before (IdentifyUnary, IdentifyStream). It panics on a context
+// without a caller, which only a handler called around the interceptors
+// could see.
+func CallerFrom(ctx context.Context) Caller {
 	return ctx.Value(callerKey{}).(Caller)
 }
 
-// identifyUnary and identifyStream put the caller in the request's context,
+// WithCaller returns ctx carrying c, as the interceptors do; tests of a
+// service that call its handlers directly use it.
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
+
+// IdentifyUnary and IdentifyStream put the caller in the request's context,
 // or refuse the request with UNAUTHENTICATED.
-func identifyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	c, err := callerFrom(ctx)
+func IdentifyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	c, err := callerOfConn(ctx)
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, "caller not identified")
 	}
 	return handler(context.WithValue(ctx, callerKey{}, c), req)
 }
 
-func identifyStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	c, err := callerFrom(ss.Context())
+func IdentifyStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	c, err := callerOfConn(ss.Context())
 	if err != nil {
 		return status.Error(codes.Unauthenticated, "caller not identified")
 	}
@@ -73,9 +81,9 @@ type identifiedStream struct {
 
 func (s *identifiedStream) Context() context.Context { return s.ctx }
 
-// callerFrom derives the caller from the connection the request came on. It
-// never trusts anything the request itself says.
-func callerFrom(ctx context.Context) (Caller, error) {
+// callerOfConn derives the caller from the connection the request came on.
+// It never trusts anything the request itself says.
+func callerOfConn(ctx context.Context) (Caller, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
 		return Caller{}, errors.New("no peer in context")
@@ -102,9 +110,11 @@ func callerFrom(ctx context.Context) (Caller, error) {
 	return Caller{ID: id}, nil
 }
 
-// localCreds are the transport credentials of the unix socket: no
+// LocalCredentials are the transport credentials of the unix socket: no
 // encryption (the kernel carries the bytes), and the peer's uid read with
-// SO_PEERCRED during the "handshake".
+// SO_PEERCRED during the "handshake". The caller is then Local.
+func LocalCredentials() credentials.TransportCredentials { return localCreds{} }
+
 type localCreds struct{}
 
 type localAuthInfo struct {

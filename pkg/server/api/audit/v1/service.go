@@ -1,8 +1,13 @@
-package server
+// Package audit is agentid-server's AuditService
+// (proto/agentid/audit/v1): reading, exporting and pruning the audit log,
+// and the composer's records of the delegated tokens it issued.
+package audit
 
 import (
 	"context"
 	"errors"
+	"github.com/agentid/agentid/pkg/server/api"
+	"github.com/agentid/agentid/pkg/server/authz"
 	"strconv"
 	"strings"
 	"time"
@@ -28,21 +33,66 @@ const (
 	maxIssuanceAudienceLength = 2048
 )
 
-type auditService struct {
-	auditv1.UnimplementedAuditServiceServer
-	s *Server
+// Config is what the service needs.
+type Config struct {
+	Store  store.Store
+	Access authz.Access
+	// Denier records refusals; nil: one of the service's own.
+	Denier *api.Denier
+	// Metrics nil: unregistered ones.
+	Metrics *api.Metrics
+	// Clock defaults to time.Now.
+	Clock func() time.Time
+	// Log defaults to a logger that discards.
+	Log logrus.FieldLogger
 }
 
-func (a *auditService) reader(ctx context.Context) error {
-	c := callerOf(ctx)
-	if !a.s.access.isReader(c) {
+// Service implements auditv1.AuditServiceServer. It embeds the Unsafe
+// interface, not the Unimplemented struct: an RPC added to the proto fails
+// to compile here until it is written.
+type Service struct {
+	auditv1.UnsafeAuditServiceServer
+
+	store   store.Store
+	access  authz.Access
+	denier  *api.Denier
+	metrics *api.Metrics
+	clock   func() time.Time
+	log     logrus.FieldLogger
+}
+
+// New returns the service.
+func New(c Config) *Service {
+	s := &Service{store: c.Store, access: c.Access, metrics: c.Metrics, clock: api.ClockOrNow(c.Clock), log: api.LogOrDiscard(c.Log)}
+	if s.metrics == nil {
+		s.metrics = api.NewUnregisteredMetrics()
+	}
+	s.denier = c.Denier
+	if s.denier == nil {
+		s.denier = api.NewDenier(api.DenierConfig{Store: c.Store, Metrics: s.metrics, Log: s.log, Clock: s.clock})
+	}
+	return s
+}
+
+// RegisterService registers the service on a gRPC server.
+func RegisterService(g grpc.ServiceRegistrar, s *Service) {
+	auditv1.RegisterAuditServiceServer(g, s)
+}
+
+func (s *Service) storeError(op string, err error) error {
+	return api.StoreError(s.log, s.metrics, op, err)
+}
+
+func (s *Service) reader(ctx context.Context) error {
+	c := api.CallerFrom(ctx)
+	if !s.access.IsReader(c) {
 		return status.Error(codes.PermissionDenied, "caller may not read the audit log")
 	}
 	return nil
 }
 
-func (a *auditService) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
-	if err := a.reader(ctx); err != nil {
+func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
+	if err := s.reader(ctx); err != nil {
 		return nil, err
 	}
 	if req.GetPageSize() < 0 {
@@ -50,19 +100,19 @@ func (a *auditService) ListEvents(ctx context.Context, req *auditv1.ListEventsRe
 	}
 	f := store.EventFilter{DelegationID: req.GetDelegationId(), Type: audit.Type(req.GetType()), AfterSeq: req.GetAfterSequence()}
 	if f.DelegationID != "" {
-		if _, err := parseID("delegation_id", f.DelegationID); err != nil {
+		if _, err := api.ParseDelegationID("delegation_id", f.DelegationID); err != nil {
 			return nil, err
 		}
 	}
 	if f.Type != audit.TypeUnspecified && !f.Type.Valid() {
 		return nil, status.Errorf(codes.InvalidArgument, "type: unknown value %d", req.GetType())
 	}
-	events, next, err := a.s.store.ListEvents(ctx, f, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
+	events, next, err := s.store.ListEvents(ctx, f, store.Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()})
 	if errors.Is(err, store.ErrInvalidArgument) {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	if err != nil {
-		return nil, a.s.storeError("list events", err)
+		return nil, s.storeError("list events", err)
 	}
 	resp := &auditv1.ListEventsResponse{NextPageToken: next}
 	for i := range events {
@@ -76,21 +126,21 @@ func (a *auditService) ListEvents(ctx context.Context, req *auditv1.ListEventsRe
 // even while events keep coming. A pruned log starts after its base: the
 // export then starts there too, and its first message carries the base, so
 // the client can tell the operator where the exported chain starts.
-func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportEventsResponse]) error {
+func (s *Service) ExportEvents(req *auditv1.ExportEventsRequest, stream grpc.ServerStreamingServer[auditv1.ExportEventsResponse]) error {
 	ctx := stream.Context()
-	if err := a.reader(ctx); err != nil {
+	if err := s.reader(ctx); err != nil {
 		return err
 	}
 	// The base before the head: a prune between the two reads moves the
 	// base past events the export then misses, which the gap check below
 	// reports instead of sending a broken chain.
-	base, err := a.s.store.AuditBase(ctx)
+	base, err := s.store.AuditBase(ctx)
 	if err != nil {
-		return a.s.storeError("read audit base", err)
+		return s.storeError("read audit base", err)
 	}
-	head, err := a.s.store.AuditHead(ctx)
+	head, err := s.store.AuditHead(ctx)
 	if err != nil {
-		return a.s.storeError("read audit head", err)
+		return s.storeError("read audit head", err)
 	}
 	page := store.Page{Size: store.MaxPageSize}
 	after := max(req.GetAfterSequence(), base.Sequence)
@@ -98,9 +148,9 @@ func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grp
 	msg := &auditv1.ExportEventsResponse{Base: apiconv.AnchorToProto(base)}
 	next := after + 1
 	for {
-		events, token, err := a.s.store.ListEvents(ctx, f, page)
+		events, token, err := s.store.ListEvents(ctx, f, page)
 		if err != nil {
-			return a.s.storeError("export events", err)
+			return s.storeError("export events", err)
 		}
 		for i := range events {
 			if events[i].Sequence > head.Sequence {
@@ -135,10 +185,10 @@ func (a *auditService) ExportEvents(req *auditv1.ExportEventsRequest, stream grp
 // PruneEvents deletes the log up to an anchor the caller archived. The
 // store checks the anchor against the stored event and records the prune
 // in the log itself, with the caller as actor.
-func (a *auditService) PruneEvents(ctx context.Context, req *auditv1.PruneEventsRequest) (*auditv1.PruneEventsResponse, error) {
-	c := callerOf(ctx)
-	if !a.s.access.canPruneAudit(c) {
-		a.s.deny(ctx, "PruneEvents", c, "not_allowed", "", audit.Event{})
+func (s *Service) PruneEvents(ctx context.Context, req *auditv1.PruneEventsRequest) (*auditv1.PruneEventsResponse, error) {
+	c := api.CallerFrom(ctx)
+	if !s.access.CanPruneAudit(c) {
+		s.denier.Deny(ctx, "PruneEvents", c, "not_allowed", "", audit.Event{})
 		return nil, status.Error(codes.PermissionDenied, "only admins may prune the audit log")
 	}
 	var through audit.Anchor
@@ -150,8 +200,8 @@ func (a *auditService) PruneEvents(ctx context.Context, req *auditv1.PruneEvents
 	}
 	through.Sequence = req.GetThroughSequence()
 	copy(through.Hash[:], req.GetThroughHash())
-	ev := audit.Event{Time: a.s.clock(), Type: audit.TypeAuditPruned, Actor: c.String()}
-	n, err := a.s.store.PruneEvents(ctx, through, ev)
+	ev := audit.Event{Time: s.clock(), Type: audit.TypeAuditPruned, Actor: c.String()}
+	n, err := s.store.PruneEvents(ctx, through, ev)
 	switch {
 	case errors.Is(err, store.ErrInvalidArgument):
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -162,23 +212,23 @@ func (a *auditService) PruneEvents(ctx context.Context, req *auditv1.PruneEvents
 		// only the deletion of their bytes failed, and the store finishes
 		// it on its next Open. Failing the call would make the caller retry
 		// a prune that is already done.
-		a.s.metrics.storeErrors.Inc()
-		a.s.log.WithError(err).Error("Audit log pruned, but deleting the pruned events failed")
+		s.metrics.StoreErrors.Inc()
+		s.log.WithError(err).Error("Audit log pruned, but deleting the pruned events failed")
 	case err != nil:
-		return nil, a.s.storeError("prune audit events", err)
+		return nil, s.storeError("prune audit events", err)
 	}
-	a.s.metrics.auditPruned.Add(float64(n))
-	a.s.log.WithFields(logrus.Fields{"caller": c.String(), "through": through.String(), "pruned": n}).Info("Audit log pruned")
+	s.metrics.AuditPruned.Add(float64(n))
+	s.log.WithFields(logrus.Fields{"caller": c.String(), "through": through.String(), "pruned": n}).Info("Audit log pruned")
 	return &auditv1.PruneEventsResponse{PrunedCount: uint64(n), Base: apiconv.AnchorToProto(through)}, nil
 }
 
 // RecordTokenIssuance appends one token-issued event per record, all or
 // nothing. The records come from the composer on the local socket; they name
 // the delegation, agent and audiences, never the token.
-func (a *auditService) RecordTokenIssuance(ctx context.Context, req *auditv1.RecordTokenIssuanceRequest) (*auditv1.RecordTokenIssuanceResponse, error) {
-	c := callerOf(ctx)
-	if !a.s.access.canRecordIssuance(c) {
-		a.s.deny(ctx, "RecordTokenIssuance", c, "not_allowed", "", audit.Event{})
+func (s *Service) RecordTokenIssuance(ctx context.Context, req *auditv1.RecordTokenIssuanceRequest) (*auditv1.RecordTokenIssuanceResponse, error) {
+	c := api.CallerFrom(ctx)
+	if !s.access.CanRecordIssuance(c) {
+		s.denier.Deny(ctx, "RecordTokenIssuance", c, "not_allowed", "", audit.Event{})
 		return nil, status.Error(codes.PermissionDenied, "only the local socket may record token issuance")
 	}
 	recs := req.GetIssuances()
@@ -191,11 +241,11 @@ func (a *auditService) RecordTokenIssuance(ctx context.Context, req *auditv1.Rec
 		field := func(name string) string { return "issuances[" + strconv.Itoa(i) + "]." + name }
 		id, err := delegation.ParseID(r.GetDelegationId())
 		if err != nil {
-			return nil, invalid(field("delegation_id"), err)
+			return nil, api.Invalid(field("delegation_id"), err)
 		}
 		agent, err := spiffeid.FromString(r.GetAgentId())
 		if err != nil {
-			return nil, invalid(field("agent_id"), err)
+			return nil, api.Invalid(field("agent_id"), err)
 		}
 		if n := len(r.GetAudiences()); n == 0 || n > maxIssuanceAudiences {
 			return nil, status.Errorf(codes.InvalidArgument, "%s: 1..%d audiences", field("audiences"), maxIssuanceAudiences)
@@ -219,26 +269,26 @@ func (a *auditService) RecordTokenIssuance(ctx context.Context, req *auditv1.Rec
 			Time: r.GetIssuedAt().AsTime(), Type: audit.TypeTokenIssued, Actor: agent.String(),
 			DelegationID: id.String(), Agent: agent.String(),
 			Detail: map[string]string{
-				"audience":    truncateUTF8(strings.Join(r.GetAudiences(), " "), audit.MaxDetailValueLength),
+				"audience":    api.TruncateUTF8(strings.Join(r.GetAudiences(), " "), audit.MaxDetailValueLength),
 				"expires_at":  r.GetExpiresAt().AsTime().UTC().Format(time.RFC3339),
 				"recorded_by": c.String(),
 			},
 		}
 		user, seen := users[id]
 		if !seen {
-			if d, err := a.s.store.GetDelegation(ctx, id); err == nil {
+			if d, err := s.store.GetDelegation(ctx, id); err == nil {
 				user = d.User.String()
 			} else if !errors.Is(err, store.ErrNotFound) {
-				return nil, a.s.storeError("read delegation", err)
+				return nil, s.storeError("read delegation", err)
 			}
 			users[id] = user
 		}
 		ev.User = user
 		events = append(events, ev)
 	}
-	if err := a.s.store.AppendEvents(ctx, events...); err != nil {
-		return nil, a.s.storeError("record token issuance", err)
+	if err := s.store.AppendEvents(ctx, events...); err != nil {
+		return nil, s.storeError("record token issuance", err)
 	}
-	a.s.metrics.issuances.Add(float64(len(events)))
+	s.metrics.Issuances.Add(float64(len(events)))
 	return &auditv1.RecordTokenIssuanceResponse{RecordedCount: uint32(len(events))}, nil
 }

@@ -1,8 +1,10 @@
-package server
+package audit
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
@@ -10,7 +12,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/server/api"
 	"github.com/agentid/agentid/pkg/store"
+	"github.com/agentid/agentid/pkg/store/boltstore"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 )
 
@@ -43,9 +47,14 @@ func (s *exportStream) Send(m *auditv1.ExportEventsResponse) error {
 }
 
 func TestPruneEventsMetricAndExportGap(t *testing.T) {
-	now := purgeT0
-	srv, st := purgeServer(t, &now)
-	ctx := context.WithValue(context.Background(), callerKey{}, Caller{Local: true, UID: 1000})
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), "agentid.db"), boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	srv := New(Config{Store: st, Clock: func() time.Time { return now }})
+	ctx := api.WithCaller(context.Background(), api.Caller{Local: true, UID: 1000})
 	evs := make([]audit.Event, 4)
 	for i := range evs {
 		evs[i] = audit.Event{Time: now, Type: audit.TypeAgentSynced, Actor: "agentid-server"}
@@ -57,18 +66,18 @@ func TestPruneEventsMetricAndExportGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &auditService{s: srv}
+	a := srv
 	if _, err := a.PruneEvents(ctx, &auditv1.PruneEventsRequest{ThroughSequence: 3, ThroughHash: make([]byte, 32)}); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("wrong hash: %v", err)
 	}
-	if got := testutil.ToFloat64(srv.metrics.auditPruned); got != 0 {
+	if got := testutil.ToFloat64(srv.metrics.AuditPruned); got != 0 {
 		t.Fatalf("pruned metric after a refusal = %v", got)
 	}
 	resp, err := a.PruneEvents(ctx, &auditv1.PruneEventsRequest{ThroughSequence: head.Sequence, ThroughHash: head.Hash[:]})
 	if err != nil || resp.GetPrunedCount() != 4 {
 		t.Fatalf("PruneEvents = %v, %v", resp, err)
 	}
-	if got := testutil.ToFloat64(srv.metrics.auditPruned); got != 4 {
+	if got := testutil.ToFloat64(srv.metrics.AuditPruned); got != 4 {
 		t.Fatalf("pruned metric = %v, want 4", got)
 	}
 

@@ -1,4 +1,4 @@
-package server_test
+package audit_test
 
 import (
 	"context"
@@ -80,7 +80,7 @@ func TestPruneEvents(t *testing.T) {
 	head := all[4].Anchor()
 	wrong := all[2].Anchor()
 	wrong.Hash[0] ^= 1
-	deniedBefore := countDenied(t, e)
+	deniedBefore := servertest.CountDenied(t, e)
 
 	// Refusals write nothing but a denial, and only for callers who are
 	// not admins.
@@ -107,7 +107,7 @@ func TestPruneEvents(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := countDenied(t, e)
+			before := servertest.CountDenied(t, e)
 			_, err := tt.c.Audit.PruneEvents(ctx, tt.req)
 			if st := status.Convert(err); st.Code() != tt.code || st.Message() != tt.msg {
 				t.Fatalf("got %s %q\nwant %s %q", st.Code(), st.Message(), tt.code, tt.msg)
@@ -116,7 +116,7 @@ func TestPruneEvents(t *testing.T) {
 			if tt.denied {
 				want++
 			}
-			if got := countDenied(t, e); got != want {
+			if got := servertest.CountDenied(t, e); got != want {
 				t.Fatalf("denied audit events: %d, want %d", got, want)
 			}
 			if b, err := e.Store.AuditBase(ctx); err != nil || !b.IsZero() {

@@ -1,8 +1,9 @@
-package server
+package delegation
 
 import (
 	"context"
 	"errors"
+	"github.com/agentid/agentid/pkg/server/api"
 	"time"
 
 	"github.com/agentid/agentid/pkg/apiconv"
@@ -24,13 +25,12 @@ const changesPerRead = 1000
 // every committed change; see the proto for the contract. Each stream reads
 // the store's revision log itself when the store signals a commit, so a slow
 // client never holds up writers or other streams.
-func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsRequest, stream grpc.ServerStreamingServer[delegationv1.WatchDelegationsResponse]) error {
-	s := d.s
+func (s *Service) WatchDelegations(req *delegationv1.WatchDelegationsRequest, stream grpc.ServerStreamingServer[delegationv1.WatchDelegationsResponse]) error {
 	ctx := stream.Context()
-	c := callerOf(ctx)
-	if !s.access.canWatch(c, req.GetRevokedOnly()) {
+	c := api.CallerFrom(ctx)
+	if !s.access.CanWatch(c, req.GetRevokedOnly()) {
 		s.deny(ctx, "WatchDelegations", c, "not_allowed", "", audit.Event{})
-		if s.access.canWatch(c, true) {
+		if s.access.CanWatch(c, true) {
 			return status.Error(codes.PermissionDenied, "verifiers may only watch with revoked_only")
 		}
 		return status.Error(codes.PermissionDenied, "caller may not watch delegations")
@@ -42,8 +42,8 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 	}
 	notify, stop := s.store.Notify()
 	defer stop()
-	s.metrics.watchers.Inc()
-	defer s.metrics.watchers.Dec()
+	s.metrics.Watchers.Inc()
+	defer s.metrics.Watchers.Dec()
 
 	// The heartbeat timer restarts on every message, so a quiet stream gets
 	// a progress message exactly one heartbeat after the last thing sent.
@@ -144,7 +144,7 @@ func (d *delegationService) WatchDelegations(req *delegationv1.WatchDelegationsR
 // the list stays bounded by recent revocations): the revision is read first, so a revocation that lands while
 // the list is read is in the list or after the revision, and applying it
 // twice is harmless.
-func (s *Server) snapshot(ctx context.Context, revokedOnly bool) ([]*delegation.Delegation, store.Revision, error) {
+func (s *Service) snapshot(ctx context.Context, revokedOnly bool) ([]*delegation.Delegation, store.Revision, error) {
 	if !revokedOnly {
 		return s.store.Snapshot(ctx)
 	}

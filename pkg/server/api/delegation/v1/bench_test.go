@@ -1,24 +1,21 @@
-package server_test
+package delegation_test
 
 import (
 	"context"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
-	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // BenchmarkCreateDelegation measures CreateDelegation over the unix socket,
 // user token signature check (JWKS cached) and policy included, from 16
 // concurrent callers; it reports throughput and the p50/p99 of one call.
 //
-//	go test -run '^$' -bench CreateDelegation -benchtime 5000x ./pkg/server
+//	go test -run '^$' -bench CreateDelegation -benchtime 5000x ./pkg/server/api/delegation/v1
 func BenchmarkCreateDelegation(b *testing.B) {
 	e := newEnv(b)
 	loc := e.Local(b)
@@ -65,7 +62,7 @@ func reportLatency(b *testing.B, lat []time.Duration) {
 // BenchmarkRevocationToWatcher measures the time from a RevokeDelegation
 // call to the REVOKED change arriving on a WatchDelegations stream.
 //
-//	go test -run '^$' -bench RevocationToWatcher -benchtime 500x ./pkg/server
+//	go test -run '^$' -bench RevocationToWatcher -benchtime 500x ./pkg/server/api/delegation/v1
 func BenchmarkRevocationToWatcher(b *testing.B) {
 	e := newEnv(b)
 	loc, front := e.Local(b), e.As(b, frontend)
@@ -97,29 +94,4 @@ func BenchmarkRevocationToWatcher(b *testing.B) {
 	}
 	b.StopTimer()
 	reportLatency(b, lat)
-}
-
-// BenchmarkRecordTokenIssuance measures what one issuance record costs
-// agentid-server when the composer sends batches of 100 over the local
-// socket: decoding, the delegation lookup, sealing and the grouped write.
-//
-//	go test -run '^$' -bench RecordTokenIssuance -benchtime 200x ./pkg/server
-func BenchmarkRecordTokenIssuance(b *testing.B) {
-	e := newEnv(b)
-	d := create(b, e.As(b, frontend), e.AliceToken(b), orchestrator.String(), time.Hour, "campaigns:read")
-	loc := e.Local(b)
-	const batch = 100
-	req := &auditv1.RecordTokenIssuanceRequest{}
-	now := timestamppb.Now()
-	for i := range batch {
-		req.Issuances = append(req.Issuances, &auditv1.TokenIssuance{DelegationId: d.Id, AgentId: orchestrator.String(),
-			Audiences: []string{"spiffe://example.org/svc/crm-" + strconv.Itoa(i)}, IssuedAt: now, ExpiresAt: now})
-	}
-	b.ResetTimer()
-	for range b.N {
-		if _, err := loc.Audit.RecordTokenIssuance(ctxT(b), req); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch)/1000, "µs/record")
 }
