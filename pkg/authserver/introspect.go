@@ -10,7 +10,6 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentid/agentid/pkg/claims"
-	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/store"
 )
 
@@ -99,16 +98,16 @@ func (s *Server) introspect(r *http.Request, caller, token string) ([]byte, *ref
 	if res, isResource := s.resources[caller]; isResource && res.URI != at.Audience {
 		return inactive, nil // RFC 7662 §4: a resource learns nothing of others' tokens
 	}
-	for _, id := range []delegation.ID{at.Delegation, at.Root} {
-		d, err := s.config.Store.GetDelegation(r.Context(), id)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return inactive, nil
-		case err != nil:
-			return nil, refuseStore.with(err.Error())
-		case !d.ActiveAt(now):
-			return inactive, nil
-		}
+	// The delegation alone tells: revoking the root revokes it in the same
+	// store transaction (see grant).
+	d, err := s.config.Store.GetDelegation(r.Context(), at.Delegation)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return inactive, nil
+	case err != nil:
+		return nil, refuseStore.with(err.Error())
+	case !d.ActiveAt(now) || d.Root != at.Root:
+		return inactive, nil
 	}
 	var all map[string]any
 	if err := json.Unmarshal(payload, &all); err != nil {
