@@ -9,9 +9,9 @@ import (
 
 	"github.com/agentid/agentid/pkg/apiconv"
 	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/internal/serverdial"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
-	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -55,8 +55,7 @@ func DialServer(config ServerConfig) (*ServerClient, error) {
 	case config.SVIDs == nil || config.Bundles == nil:
 		return nil, fmt.Errorf("agentclient: invalid config: X509-SVID and bundle sources are required")
 	}
-	creds := grpccredentials.MTLSClientCredentials(config.SVIDs, config.Bundles, markAuthorizer(tlsconfig.AuthorizeID(config.ServerID)))
-	conn, err := grpc.NewClient(config.Address, grpc.WithTransportCredentials(creds))
+	conn, err := serverdial.MTLS(config.Address, config.SVIDs, config.Bundles, markAuthorizer(tlsconfig.AuthorizeID(config.ServerID)))
 	if err != nil {
 		return nil, fmt.Errorf("agentclient: failed to set up server connection: %w", err)
 	}

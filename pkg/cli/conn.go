@@ -3,15 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 
-	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
+	"github.com/agentid/agentid/pkg/internal/serverdial"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // dial connects to agentid-server: over mTLS with this process's X509-SVID
@@ -19,11 +16,7 @@ import (
 // closes everything dial opened.
 func (c *command) dial(ctx context.Context) (*grpc.ClientConn, func(), error) {
 	if c.g.server == "" {
-		target := "unix:" + c.g.socket
-		if filepath.IsAbs(c.g.socket) {
-			target = "unix://" + c.g.socket
-		}
-		conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := serverdial.Local(c.g.socket)
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to connect to %s: %w", c.g.socket, err)
 		}
@@ -45,8 +38,7 @@ func (c *command) dial(ctx context.Context) (*grpc.ClientConn, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to get an X509-SVID from the Workload API: %w", err)
 	}
-	conn, err := grpc.NewClient(c.g.server, grpc.WithTransportCredentials(
-		grpccredentials.MTLSClientCredentials(src, src, tlsconfig.AuthorizeID(serverID))))
+	conn, err := serverdial.MTLSServerID(c.g.server, src, src, serverID)
 	if err != nil {
 		src.Close()
 		return nil, nil, fmt.Errorf("failed to connect to %s: %w", c.g.server, err)

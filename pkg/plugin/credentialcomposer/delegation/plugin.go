@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentid/agentid/pkg/internal/serverdial"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
 	"github.com/hashicorp/go-hclog"
@@ -17,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
@@ -261,8 +261,7 @@ func (p *Plugin) Close() error {
 // start dials agentid-server (lazily: no I/O happens here) and starts the
 // watcher, the sweeper and the audit sender.
 func (p *Plugin) start(c *config) (*backend, error) {
-	conn, err := grpc.NewClient("unix://"+c.socketPath,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := serverdial.Local(c.socketPath,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff: backoff.Config{
@@ -272,7 +271,7 @@ func (p *Plugin) start(c *config) (*backend, error) {
 		}),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("composer: failed to create client for %s: %w", c.socketPath, err)
+		return nil, fmt.Errorf("composer: %w", err)
 	}
 	log := p.log.With(logKeySocketPath, c.socketPath)
 	ctx, cancel := context.WithCancel(context.Background())
