@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/agentid/agentid/pkg/server/api"
-	agentapi "github.com/agentid/agentid/pkg/server/api/agent/v1"
 	"github.com/agentid/agentid/pkg/spireapi/x509source"
 	"net"
 	"net/http"
@@ -22,7 +21,6 @@ import (
 	"github.com/agentid/agentid/pkg/spireapi"
 	"github.com/agentid/agentid/pkg/store"
 	"github.com/agentid/agentid/pkg/store/boltstore"
-	agentv1 "github.com/agentid/agentid/proto/agentid/agent/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -118,12 +116,21 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	agents := newRegistry(st, log)
+	audited := agentSyncAuditor(ctx, st, log)
 	rec, err := reconciler.New(reconciler.Config{
 		Client: spire, Prefix: cfg.EntryPrefix, SelectorType: cfg.SelectorType, Interval: cfg.ReconcileInterval,
 		Log: log.WithField("subsystem", "reconciler"), Registerer: reg,
-		OnSync: agentSyncAuditor(ctx, st, log),
+		OnSync: func(name string, s reconciler.SyncState) {
+			agents.onSync(ctx, name, s)
+			audited(name, s)
+		},
 	})
 	if err != nil {
+		return err
+	}
+	// The registry first: the reconciler's states update its records.
+	if err := agents.declare(ctx, cfg.Agents); err != nil {
 		return err
 	}
 	if err := rec.SetAgents(cfg.Agents); err != nil {
@@ -132,8 +139,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 
 	srv, err := New(Config{
 		Store: st, Users: users, Policy: pol, Agents: cfg.Agents,
-		AgentStates: func() map[string]agentapi.Sync { return agentStates(rec.States()) },
-		Admins:      cfg.Admins, Verifiers: cfg.Verifiers, AuditReaders: cfg.AuditReaders, UserClients: cfg.UserClients,
+		Admins: cfg.Admins, Verifiers: cfg.Verifiers, AuditReaders: cfg.AuditReaders, UserClients: cfg.UserClients,
 		Log: log, Registerer: reg,
 	})
 	if err != nil {
@@ -271,21 +277,6 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("failed to set permissions of %s: %w", path, err)
 	}
 	return l, nil
-}
-
-func agentStates(in map[string]reconciler.SyncState) map[string]agentapi.Sync {
-	out := make(map[string]agentapi.Sync, len(in))
-	for name, st := range in {
-		s := agentapi.Sync{EntryID: st.EntryID, LastSynced: st.LastSynced, LastError: st.LastError, State: agentv1.SyncState_SYNC_STATE_PENDING}
-		switch st.State {
-		case reconciler.StateSynced:
-			s.State = agentv1.SyncState_SYNC_STATE_SYNCED
-		case reconciler.StateError:
-			s.State = agentv1.SyncState_SYNC_STATE_ERROR
-		}
-		out[name] = s
-	}
-	return out
 }
 
 // agentSyncAuditor records an agent-synced audit event when an agent's sync

@@ -30,10 +30,9 @@ type Config struct {
 	Store  store.Store
 	Users  delegationapi.UserAuthenticator
 	Policy delegationapi.Decider
-	// Agents are the declared agents.
-	Agents []agent.Agent
-	// AgentStates may be nil: every agent then reads as pending.
-	AgentStates                     agentapi.States
+	// Agents are the declared agents. DeclareAgents writes them into the
+	// store's agent registry, which AgentService reads.
+	Agents                          []agent.Agent
 	Admins, Verifiers, AuditReaders []spiffeid.ID
 	// UserClients may revoke any delegation of a user with her fresh token
 	// (the user page, the CLI over mTLS); see authz.Access.CanRevokeAsUser.
@@ -86,7 +85,7 @@ func New(c Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	s.agentSvc = agentapi.New(agentapi.Config{Agents: agents, States: c.AgentStates, Access: access})
+	s.agentSvc = agentapi.New(agentapi.Config{Store: c.Store, Access: access, Metrics: m, Log: s.log})
 	s.audit = auditapi.New(auditapi.Config{Store: c.Store, Access: access, Denier: denier, Metrics: m, Clock: s.clock, Log: s.log})
 	return s, nil
 }

@@ -128,6 +128,9 @@ type EventFilter struct {
 }
 
 // Agent is the registry record of a declared agent and its SPIRE sync state.
+// agentid-server writes it (pkg/server: the declaration at start-up, the
+// reconciler's state changes) and AgentService reads it, so every server on
+// one store answers alike.
 type Agent struct {
 	Name       string
 	SPIFFEID   string
@@ -136,7 +139,7 @@ type Agent struct {
 	LastSynced time.Time
 	LastError  string
 	// Spec is the declared agent as the server's config gave it, encoded by
-	// the server; the store keeps it opaque.
+	// the server (agent.Marshal); the store keeps it opaque.
 	Spec []byte
 }
 

@@ -178,6 +178,9 @@ func StartWith(tb testing.TB, opts Options) *Env {
 		tb.Fatal(err)
 	}
 	e.Server = srv
+	if err := srv.DeclareAgents(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 
 	dir, err := os.MkdirTemp("", "aid")
 	if err != nil {
