@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/agentid/agentid/pkg/internal/denylimit"
 	"github.com/agentid/agentid/pkg/verify"
 )
 
@@ -32,7 +33,7 @@ type Server struct {
 	assertions *verify.Verifier
 	prefix     string // the issuer's path, without a trailing slash
 	metadata   []byte
-	denials    denyLimiter
+	denials    denylimit.Limiter
 }
 
 // New checks config and returns a Server.

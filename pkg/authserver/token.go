@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -380,7 +381,7 @@ func remoteHost(r *http.Request) string {
 }
 
 // deny logs a refusal, and records it as a denied audit event, rate limited
-// per caller (see denyLimiter): the endpoint is open to anyone who reaches
+// per caller (package denylimit): the endpoint is open to anyone who reaches
 // the listener, and every refusal would otherwise add a permanent event.
 func (s *Server) deny(ctx context.Context, endpoint string, g *grantRequest, ref *refusal) {
 	actor := g.actor
@@ -396,7 +397,7 @@ func (s *Server) deny(ctx context.Context, endpoint string, g *grantRequest, ref
 	if actor == anonymous {
 		key = "remote:" + g.remote
 	}
-	ok, suppressed := s.denials.allow(key, now)
+	ok, suppressed := s.denials.Allow(key, now)
 	if !ok {
 		return
 	}
@@ -408,7 +409,7 @@ func (s *Server) deny(ctx context.Context, endpoint string, g *grantRequest, ref
 		ev.Detail[DetailAudience] = g.resource
 	}
 	if suppressed > 0 {
-		ev.Detail["suppressed"] = itoa(suppressed)
+		ev.Detail["suppressed"] = strconv.Itoa(suppressed)
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
 	defer cancel()
