@@ -26,7 +26,8 @@
 //
 // Variables:
 //
-//	request     method, scheme, host, path (without query), query, headers (lower-case keys)
+//	request     method, scheme, host, path (normalised, without query), raw_path (as sent),
+//	            query, headers (lower-case keys)
 //	agent       the agent's SPIFFE ID (string)
 //	user        iss, sub, email of the delegating user ("" for plain tokens)
 //	scopes      list of delegated scopes
@@ -36,6 +37,17 @@
 // Field names are checked when the rules compile: a misspelt one stops the
 // server from starting. An expression that fails at run time (a missing
 // header key) denies.
+//
+// request.path is normalised (NormalizePath: percent-encoded unreserved
+// characters decoded, slashes merged, dot segments removed) so that a rule
+// about "/admin/" holds for "//admin/", "/x/../admin/" and "/%61dmin/"; a
+// path with no single reading (an encoded "/" or "", a "", ";", a byte
+// encoded twice, a malformed escape, a byte not allowed in a path) is
+// refused with 400 before any rule runs. Turn Envoy's own normalisation on
+// as well (HttpConnectionManager normalize_path: true, merge_slashes: true,
+// path_with_escaped_slashes_action: REJECT_REQUEST or KEEP_UNCHANGED; in
+// Istio meshConfig.pathNormalization MERGE_SLASHES), so that the route
+// Envoy picks and the path the upstream gets are the one the rules saw.
 //
 // # Answers
 //

@@ -13,4 +13,7 @@ var (
 	// (HTTP attributes), or its authorization header is not one bearer
 	// token: 401.
 	ErrBadRequest = errors.New("extauthz: malformed check request")
+	// ErrBadPath means the request path has no one normal spelling
+	// (NormalizePath says which paths): 400, before any rule runs.
+	ErrBadPath = errors.New("extauthz: request path cannot be normalised")
 )

@@ -142,12 +142,12 @@ func (s *Server) decide(req *authv3.CheckRequest) (rule string, p *verify.Princi
 		return "", nil, err
 	}
 	p = &verified
-	path, query, _ := strings.Cut(httpReq.GetPath(), "?")
+	request, err := requestVar(httpReq.GetMethod(), httpReq.GetScheme(), httpReq.GetHost(), httpReq.GetPath(), httpReq.GetHeaders())
+	if err != nil {
+		return "", nil, err
+	}
 	vars := map[string]any{
-		"request": celRequest{
-			Method: httpReq.GetMethod(), Scheme: httpReq.GetScheme(), Host: httpReq.GetHost(),
-			Path: path, Query: query, Headers: httpReq.GetHeaders(),
-		},
+		"request":    request,
 		"agent":      p.Agent.String(),
 		"user":       celUser{Iss: p.User.Issuer(), Sub: p.User.Subject(), Email: p.User.Email()},
 		"scopes":     p.Scopes.Strings(),
@@ -281,6 +281,8 @@ func deny(err error) *authv3.CheckResponse {
 		status, code, grpcCode = typev3.StatusCode_Forbidden, "access_denied", codes.PermissionDenied
 	case verify.ClassOf(err) == verify.ClassUnavailable:
 		status, code, grpcCode = typev3.StatusCode_ServiceUnavailable, "temporarily_unavailable", codes.Unavailable
+	case errors.Is(err, ErrBadPath):
+		status, code, grpcCode = typev3.StatusCode_BadRequest, "invalid_request", codes.InvalidArgument
 	case errors.Is(err, verify.ErrNoToken), errors.Is(err, verify.ErrNoPeer), errors.Is(err, ErrBadRequest):
 		code = "invalid_request"
 	}

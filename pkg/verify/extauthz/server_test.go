@@ -49,6 +49,11 @@ var rules = []extauthz.Rule{
 
 func newClient(t *testing.T, cfg verify.Config, reg prometheus.Registerer) authv3.AuthorizationClient {
 	t.Helper()
+	return newClientWith(t, cfg, reg, rules)
+}
+
+func newClientWith(t *testing.T, cfg verify.Config, reg prometheus.Registerer, rules []extauthz.Rule) authv3.AuthorizationClient {
+	t.Helper()
 	v, err := verify.New(cfg)
 	if err != nil {
 		t.Fatal(err)
