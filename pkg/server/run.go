@@ -159,6 +159,14 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		return err
 	}
 
+	var oauth *oauthListener
+	if cfg.OAuth != nil {
+		if oauth, err = newOAuthListener(ctx, cfg.OAuth, cfg.TrustDomain, st, spire, id, log); err != nil {
+			return fmt.Errorf("oauth: %w", err)
+		}
+		defer oauth.listener.Close()
+	}
+
 	localLis, err := listenUnix(cfg.LocalSocket)
 	if err != nil {
 		return err
@@ -186,7 +194,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		httpSrv = &http.Server{Handler: healthMux(st, id, reg), ReadHeaderTimeout: 5 * time.Second}
 	}
 
-	errs := make(chan error, 8)
+	errs := make(chan error, 16)
 	var wg sync.WaitGroup
 	goRun := func(name string, fn func() error) {
 		wg.Add(1)
@@ -214,7 +222,15 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 			return nil
 		})
 	}
-	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr,
+	oauthAddr := ""
+	if oauth != nil {
+		oauthAddr = oauth.listener.Addr().String()
+		for name, task := range oauth.tasks {
+			goRun(name, func() error { return task(ctx) })
+		}
+		goRun("oauth "+oauthAddr, oauth.serve)
+	}
+	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr, "oauth": oauthAddr,
 		"agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
 
 	var runErr error
@@ -242,6 +258,11 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 	if httpSrv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		httpSrv.Shutdown(sctx)
+		scancel()
+	}
+	if oauth != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		oauth.server.Shutdown(sctx)
 		scancel()
 	}
 	wg.Wait()

@@ -103,7 +103,9 @@ type File struct {
 	// warning per such agent at every start. For a first try on a laptop,
 	// never in production.
 	DangerouslyAllowUnpinnedAgents bool `yaml:"dangerously_allow_unpinned_agents"`
-	Log                            struct {
+	// OAuth makes the server an OAuth 2.0 authorization server (oauth.go).
+	OAuth *OAuthFile `yaml:"oauth"`
+	Log   struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error; default info
 		Format string `yaml:"format"` // json or text; default json
 	} `yaml:"log"`
@@ -221,6 +223,9 @@ type Config struct {
 	UserClients       []spiffeid.ID
 	LogLevel          string
 	LogFormat         string
+	// OAuth is the authorization server's listener and resources; nil
+	// without an `oauth` section.
+	OAuth *OAuth
 	// Warnings are what the server must log at start: agents let through by
 	// DangerouslyAllowUnpinnedAgents.
 	Warnings []string
@@ -424,6 +429,7 @@ func (f *File) Build() (*Config, error) {
 			}
 		}
 	}
+	c.OAuth = f.OAuth.build(fail)
 	if len(errs) > 0 {
 		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 		return nil, fmt.Errorf("config: %w", errors.Join(errs...))

@@ -27,6 +27,54 @@ func TestExampleLoads(t *testing.T) {
 	if cfg.Issuers[0].GroupsClaim != "groups" || !cfg.Issuers[0].RequireVerifiedEmail {
 		t.Fatalf("issuer: %+v", cfg.Issuers[0])
 	}
+	if o := cfg.OAuth; o == nil || o.Issuer != "https://agentid.example.com" || o.MaxTokenTTL != 5*time.Minute ||
+		len(o.Resources) != 1 || o.Resources[0].Scopes.String() != "campaigns:read compliance:check" || o.CertFile == "" {
+		t.Fatalf("oauth: %+v", cfg.OAuth)
+	}
+}
+
+const oauthSection = `
+oauth:
+  listen: 127.0.0.1:9443
+  issuer: https://agentid.example.com
+  resources: [{uri: "https://mcp.example.com/mcp", scopes: [a]}]
+`
+
+func TestOAuthSection(t *testing.T) {
+	cfg, err := config.Parse([]byte(minimal + oauthSection))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := cfg.OAuth; o.Addr != "127.0.0.1:9443" || o.MaxTokenTTL != 5*time.Minute || o.CertFile != "" {
+		t.Fatalf("oauth %+v", o)
+	}
+	if cfg, _ := config.Parse([]byte(minimal)); cfg.OAuth != nil {
+		t.Fatal("oauth without a section")
+	}
+	for _, tt := range []struct{ from, to, want string }{
+		{"listen: 127.0.0.1:9443", "listen: 0.0.0.0:9443",
+			"config: oauth.tls: cert_file and key_file are required off loopback (or dangerously_serve_plaintext behind a TLS-terminating proxy)"},
+		{"listen: 127.0.0.1:9443", "listen: 9443", "config: oauth.listen: address 9443: missing port in address"},
+		{"  issuer: https://agentid.example.com\n", "", "config: oauth.issuer: is required"},
+		{`uri: "https://mcp.example.com/mcp"`, `uri: "http://mcp.example.com/mcp"`, "config: oauth.resources[0].uri: resource URI must be https (http only on loopback)"},
+		{`uri: "https://mcp.example.com/mcp"`, `uri: "https://mcp.example.com/mcp#x"`, "config: oauth.resources[0].uri: resource URI must not have a fragment"},
+		{`scopes: [a]`, `scopes: []`, "config: oauth.resources[0].scopes: at least one scope is required"},
+		{`scopes: [a]`, `scopes: [a], token_ttl: 10m`, "config: oauth.resources[0].token_ttl: must be 0..max_token_ttl (5m0s)"},
+		{"listen: 127.0.0.1:9443", "listen: 127.0.0.1:9443\n  tls: {cert_file: /c}", "config: oauth.tls: cert_file and key_file go together"},
+	} {
+		from, to := tt.from, tt.to
+		if !strings.Contains(oauthSection, from) {
+			t.Fatalf("fixture lacks %q", from)
+		}
+		_, err := config.Parse([]byte(minimal + strings.Replace(oauthSection, from, to, 1)))
+		if err == nil || err.Error() != tt.want {
+			t.Fatalf("%s → %s: err = %v\nwant  %s", from, to, err, tt.want)
+		}
+	}
+	plain := strings.Replace(oauthSection, "listen: 127.0.0.1:9443", "listen: 0.0.0.0:9443\n  dangerously_serve_plaintext: true", 1)
+	if _, err := config.Parse([]byte(minimal + plain)); err != nil {
+		t.Fatalf("plaintext behind a proxy: %v", err)
+	}
 }
 
 const minimal = `
