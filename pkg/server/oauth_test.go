@@ -2,11 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -31,6 +34,8 @@ import (
 	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/internal/testca"
 	"github.com/agentid/agentid/pkg/server/config"
+	"github.com/agentid/agentid/pkg/spireapi"
+	"github.com/agentid/agentid/pkg/spireapi/spireapitest"
 	"github.com/agentid/agentid/pkg/store/boltstore"
 )
 
@@ -199,5 +204,156 @@ func TestCertFilesReloaded(t *testing.T) {
 	now = now.Add(2 * time.Second)
 	if got, err := c.get(); err != nil || got.Leaf.SerialNumber.Int64() != 2 {
 		t.Fatalf("a broken pair replaced the last good one: %v", err)
+	}
+}
+
+// TestRunOAuth runs agentid-server with an `oauth` section, as the binary
+// does: the listener serves metadata and the JWKS of keys Run put in the
+// store, verifies assertions against the JWT bundle Run read from SPIRE, and
+// binds the token to an X509-SVID that SPIRE minted (the X.509 bundle Run
+// holds). An assertion signed by a key SPIRE does not publish is refused.
+func TestRunOAuth(t *testing.T) {
+	spire := spireapitest.New(t, runTD)
+	cfg := runConfig(t, spire)
+	dir := shortDir(t)
+	pool := writeServingCert(t, dir, 1)
+	const issuer, resource = "https://agentid.example.com", "https://mcp.example.com/mcp"
+	cfg.OAuth = &config.OAuth{
+		Addr: freeAddr(t), Issuer: issuer, CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"),
+		MaxTokenTTL: 5 * time.Minute,
+		Resources:   []config.OAuthResource{{URI: resource, Scopes: delegation.MustParseScopes("crm:read"), TokenTTL: time.Minute}},
+	}
+
+	// The delegation, written before Run opens the store (bbolt holds one
+	// process's lock).
+	st, err := boltstore.Open(cfg.StorePath, boltstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, _ := delegation.NewUser("https://idp.invalid", "alice", "")
+	d, err := delegation.NewRoot(delegation.RootParams{Agent: runAgent, User: user, MaxDepth: 1,
+		Scopes: delegation.MustParseScopes("crm:read"), CreatedAt: time.Now(), ExpiresAt: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CreateDelegation(t.Context(), d, audit.Event{Type: audit.TypeDelegationCreated, Actor: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	var logs syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg, testLog(&logs)) }()
+
+	base := "https://" + cfg.OAuth.Addr
+	anon := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 5 * time.Second}
+	var md authserver.Metadata
+	waitFor(t, "the OAuth metadata", func() bool {
+		resp, err := anon.Get(base + "/.well-known/oauth-authorization-server")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&md) == nil
+	})
+	if md.Issuer != issuer || md.TokenEndpoint != issuer+authserver.TokenPath || !md.TLSClientCertificateBoundAccessTokens {
+		t.Fatalf("metadata = %+v", md)
+	}
+	resp, err := anon.Get(base + authserver.JWKSPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jwks jose.JSONWebKeySet
+	err = json.NewDecoder(resp.Body).Decode(&jwks)
+	resp.Body.Close()
+	if err != nil || len(jwks.Keys) == 0 {
+		t.Fatalf("JWKS: %v, %d keys", err, len(jwks.Keys))
+	}
+
+	// The agent's client certificate, minted by SPIRE.
+	client, err := spireapi.Dial(ctx, spire.SocketPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	svid, err := client.MintX509SVID(ctx, runAgent, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCert := tls.Certificate{PrivateKey: key, Leaf: svid.Certificates[0]}
+	for _, c := range svid.Certificates {
+		clientCert.Certificate = append(clientCert.Certificate, c.Raw)
+	}
+	agent := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{clientCert}}}, Timeout: 5 * time.Second}
+
+	kid, _ := spire.JWTAuthority()
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	grant := func(signer crypto.Signer) (int, map[string]any) {
+		t.Helper()
+		c := claims.FromDelegation(d).Map()
+		c["sub"], c["aud"], c["exp"] = runAgent.String(), []string{issuer}, time.Now().Add(time.Minute).Unix()
+		payload, _ := json.Marshal(c)
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: signer}, (&jose.SignerOptions{}).WithHeader("kid", kid).WithType("JWT"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := s.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		assertion, _ := jws.CompactSerialize()
+		resp, err := agent.PostForm(base+authserver.TokenPath, url.Values{
+			"grant_type": {authserver.GrantTypeJWTBearer}, "assertion": {assertion}, "resource": {resource},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+
+	if code, body := grant(other); code != http.StatusBadRequest || body["error"] != authserver.ErrorInvalidGrant {
+		t.Fatalf("assertion signed by a key SPIRE does not publish: %d %v, want 400 invalid_grant", code, body)
+	}
+	code, body := grant(spire.JWTSigner())
+	token, _ := body["access_token"].(string)
+	if code != http.StatusOK || token == "" {
+		t.Fatalf("grant: %d %v", code, body)
+	}
+	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, err := jws.Verify(&jwks)
+	if err != nil {
+		t.Fatalf("access token does not verify with the listener's JWKS: %v", err)
+	}
+	at, err := claims.DecodeAccessToken(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(svid.Certificates[0].Raw)
+	if at.Audience != resource || at.User != user || at.Agent() != runAgent || at.CertThumbprint != base64.RawURLEncoding.EncodeToString(sum[:]) {
+		t.Fatalf("access token claims = %+v", at)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil when its context ends", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+	if !strings.Contains(logs.String(), `"oauth":"`+cfg.OAuth.Addr+`"`) {
+		t.Errorf("start-up log lacks the OAuth listener's address:\n%s", logs.String())
 	}
 }

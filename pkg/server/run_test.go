@@ -260,6 +260,10 @@ func TestRunRefuses(t *testing.T) {
 		{"listener", func(c *config.Config) { c.LocalSocket = filepath.Join(shortDir(t), "missing", "agentid.sock") }, "failed to listen on "},
 		{"tcp listener", func(c *config.Config) { c.GRPCAddr = "256.0.0.1:1" }, "failed to listen on 256.0.0.1:1"},
 		{"http listener", func(c *config.Config) { c.HTTPAddr = "256.0.0.1:1" }, "failed to listen on 256.0.0.1:1"},
+		{"oauth listener", func(c *config.Config) {
+			c.OAuth = &config.OAuth{Addr: "256.0.0.1:1", Issuer: "https://agentid.example.com", MaxTokenTTL: time.Minute,
+				Resources: []config.OAuthResource{{URI: "https://mcp.example.com/mcp", Scopes: delegation.MustParseScopes("crm:read")}}}
+		}, "oauth: failed to listen on 256.0.0.1:1"},
 		{"identity", func(c *config.Config) { c.ServerID = spiffeid.RequireFromString("spiffe://other.org/agentid-server") }, "x509source: failed to mint X509-SVID for spiffe://other.org/agentid-server"},
 	}
 	for _, tt := range tests {

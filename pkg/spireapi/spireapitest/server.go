@@ -37,6 +37,7 @@ type Server struct {
 	caKey    crypto.Signer
 	jwtKeyID string
 	jwtKey   crypto.PublicKey
+	jwtSign  crypto.Signer
 
 	mu        sync.Mutex
 	grpc      *grpc.Server
@@ -98,7 +99,7 @@ func New(tb testing.TB, td spiffeid.TrustDomain) *Server {
 	if err != nil {
 		tb.Fatalf("spireapitest: failed to generate JWT key: %v", err)
 	}
-	s.jwtKey = jwtKey.Public()
+	s.jwtKey, s.jwtSign = jwtKey.Public(), jwtKey
 	s.Start()
 	tb.Cleanup(s.Stop)
 	return s
@@ -163,6 +164,10 @@ func (s *Server) X509Authority() *x509.Certificate { return s.caCert }
 func (s *Server) JWTAuthority() (keyID string, key crypto.PublicKey) {
 	return s.jwtKeyID, s.jwtKey
 }
+
+// JWTSigner is the private key of the JWT authority (ES256), so a test can
+// sign JWT-SVIDs that verify against the fake's bundle as SPIRE's own would.
+func (s *Server) JWTSigner() crypto.Signer { return s.jwtSign }
 
 // Start serves on the socket again after Stop, with the entries kept. It is
 // called by New; calling it on a running server does nothing.
