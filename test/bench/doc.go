@@ -11,7 +11,7 @@
 // run it:
 //
 //	make bench-spire
-//	go test -count=1 -tags e2e -run '^$' -bench BenchmarkIssuance -benchtime 1x ./test/bench/ -rounds 12 -slice 2s
+//	go test -count=1 -tags e2e -run '^$' -bench BenchmarkIssuance -benchtime 1x ./bench/ -rounds 12 -slice 2s
 //
 // # What runs
 //

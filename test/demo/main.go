@@ -1,5 +1,5 @@
 // Command demo tells agentid's story on the real parts, in one command
-// (`make demo`, or `go run ./test/demo` from the repository root): a user
+// (`make demo`, or `go run ./demo` in test/, the test module): a user
 // logs in at an OpenID provider, delegates to an AI agent, the agent calls a
 // service that sees both identities, the agent sub-delegates, the user
 // revokes, and the next call is denied. Then it stops everything it started.
@@ -10,8 +10,8 @@
 // own. SPIRE and Hydra are built on first use (several minutes on two
 // cores); later runs take seconds.
 //
-//	go run ./test/demo       the story
-//	go run ./test/demo -v    the story and every line the harness logs
+//	go run ./demo       the story (in test/)
+//	go run ./demo -v    the story and every line the harness logs
 //
 // The stack is built from the harness, whose helpers take a testing.TB: the
 // demo hands them a small one of its own (tb.go) instead of running as a

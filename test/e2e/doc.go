@@ -48,5 +48,5 @@
 // The suite needs the e2e build tag and the SPIRE and Hydra binaries
 // (built on first use, or by `make tools`):
 //
-//	go test -count=1 -tags e2e -run TestScenario -v ./test/e2e/
+//	go test -count=1 -tags e2e -run TestScenario -v ./e2e/   (in test/, the test module)
 package e2e

@@ -2,10 +2,12 @@ package harness
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -126,21 +128,45 @@ func repoRoot(t testing.TB) string {
 	return rootDir
 }
 
-// BuildProgram builds a main package of this module (a path relative to
-// the repository root, "./cmd/agentid-composer", or an import path) into a
-// directory of the test and returns the binary's path: how a test gets the
-// project's plugins to load into SPIRE. The Go build cache makes repeated
-// builds a link step.
+// BuildProgram builds a main package of this repository (a path relative
+// to the repository root: "./cmd/agentid-composer" or
+// "./test/harness/internal/testplugin") into a directory of the test and
+// returns the binary's path: how a test gets the project's plugins to load
+// into SPIRE. The Go build cache makes repeated builds a link step.
 func BuildProgram(t testing.TB, pkg string) string {
 	t.Helper()
-	root := repoRoot(t)
-	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	out := t.TempDir()
 	start := time.Now()
-	cmd := exec.Command("go", "build", "-o", out, pkg)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("harness: go build %s: %v\n%s", pkg, err, b)
+	if err := GoBuild(t.Context(), repoRoot(t), out, pkg); err != nil {
+		t.Fatalf("harness: %v", err)
 	}
 	t.Logf("harness: built %s in %s", pkg, time.Since(start).Round(time.Millisecond))
-	return out
+	return filepath.Join(out, filepath.Base(pkg))
+}
+
+// GoBuild builds main packages given relative to the repository root into
+// outDir. The repository holds two modules: the project's own (cmd/, pkg/)
+// and the test module under test/, which carries the test-only
+// dependencies. Each package is built inside the module it belongs to, so
+// the project's programs are built exactly as a user builds them (with the
+// main module's go.sum) and test programs with the test module's. One go
+// command per module lets it link the programs in parallel.
+func GoBuild(ctx context.Context, root, outDir string, pkgs ...string) error {
+	byModule := map[string][]string{}
+	for _, p := range pkgs {
+		if rest, ok := strings.CutPrefix(p, "./test/"); ok {
+			byModule["test"] = append(byModule["test"], "./"+rest)
+		} else {
+			byModule["."] = append(byModule["."], p)
+		}
+	}
+	for dir, list := range byModule {
+		args := append([]string{"build", "-o", outDir + string(os.PathSeparator)}, list...)
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Dir = filepath.Join(root, dir)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go %s (in %s): %v\n%s", strings.Join(args, " "), cmd.Dir, err, b)
+		}
+	}
+	return nil
 }

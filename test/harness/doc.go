@@ -59,5 +59,5 @@
 // The package's tests that run SPIRE and Hydra need the e2e build tag:
 //
 //	test/tools/build.sh all
-//	go test -tags e2e ./test/harness/
+//	go test -tags e2e ./harness/   (in test/, the test module)
 package harness

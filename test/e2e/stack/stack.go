@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -435,17 +434,14 @@ func entryID(e *types.Entry) (spiffeid.ID, error) {
 // command link the programs in parallel.
 func Build(t testing.TB, pkgs map[string]string) map[string]string {
 	t.Helper()
-	root := repoRoot(t)
 	out := t.TempDir()
-	args := []string{"build", "-o", out + string(os.PathSeparator)}
+	list := make([]string, 0, len(pkgs))
 	for _, p := range pkgs {
-		args = append(args, p)
+		list = append(list, p)
 	}
 	// The test's context: a demo interrupted during the build stops it.
-	cmd := exec.CommandContext(t.Context(), "go", args...)
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("stack: go %s: %v\n%s", strings.Join(args, " "), err, b)
+	if err := harness.GoBuild(t.Context(), repoRoot(t), out, list...); err != nil {
+		t.Fatalf("stack: %v", err)
 	}
 	bins := map[string]string{}
 	for name, p := range pkgs {

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package agentclient_test
+package e2e_test
 
 import (
 	"context"
@@ -28,7 +28,7 @@ import (
 // ErrDelegationDenied), and a SPIRE server that is down is ErrUnavailable.
 //
 //	test/tools/build.sh all
-//	go test -tags e2e -run E2E ./pkg/agentclient/
+//	go test -tags e2e -run E2EDeniedVersusUnavailable ./e2e/   (in test/)
 func TestE2EDeniedVersusUnavailable(t *testing.T) {
 	env := servertest.Start(t)
 	composer := harness.BuildProgram(t, "./cmd/agentid-composer")
