@@ -2,23 +2,21 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"github.com/agentid/agentid/pkg/server/api"
-	"github.com/agentid/agentid/pkg/spireapi/x509source"
 	"net"
 	"net/http"
-	"os"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/agentid/agentid/pkg/audit"
+	"github.com/agentid/agentid/pkg/internal/listener"
+	"github.com/agentid/agentid/pkg/internal/task"
 	"github.com/agentid/agentid/pkg/oidcauth"
 	"github.com/agentid/agentid/pkg/policy"
 	"github.com/agentid/agentid/pkg/reconciler"
+	"github.com/agentid/agentid/pkg/server/api"
 	"github.com/agentid/agentid/pkg/server/config"
 	"github.com/agentid/agentid/pkg/spireapi"
+	"github.com/agentid/agentid/pkg/spireapi/x509source"
 	"github.com/agentid/agentid/pkg/store"
 	"github.com/agentid/agentid/pkg/store/boltstore"
 	"github.com/prometheus/client_golang/prometheus"
@@ -167,7 +165,9 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		defer oauth.listener.Close()
 	}
 
-	localLis, err := listenUnix(cfg.LocalSocket)
+	// The local socket is group-accessible (0660): the composer plugin runs
+	// in spire-server's container, which shares the group in the chart.
+	localLis, err := listener.Unix(cfg.LocalSocket, 0o660)
 	if err != nil {
 		return err
 	}
@@ -182,122 +182,72 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		servers = append(servers, srv.MTLSServer(id, id, cfg.TrustDomain))
 		listeners = append(listeners, l)
 	}
-	var httpSrv *http.Server
-	var httpLis net.Listener
+	tasks := []task.Task{
+		{Name: "reconciler", Run: rec.Run},
+		{Name: "purge", Run: purge.run},
+	}
+	if runIdentity != nil {
+		tasks = append(tasks, task.Task{Name: "identity", Run: runIdentity})
+	}
+	for i := range servers {
+		g, l := servers[i], listeners[i]
+		tasks = append(tasks, task.Serve("grpc "+l.Addr().String(), func() error { return g.Serve(l) }, func() {
+			// The watch streams never end by themselves: closing them
+			// first lets the graceful stop finish.
+			srv.Close()
+			gracefulStop(g)
+		}))
+	}
 	if cfg.HTTPAddr != "" {
-		if httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
 			for _, l := range listeners {
 				l.Close()
 			}
 			return fmt.Errorf("failed to listen on %s: %w", cfg.HTTPAddr, err)
 		}
-		httpSrv = &http.Server{Handler: healthMux(st, id, reg), ReadHeaderTimeout: 5 * time.Second}
-	}
-
-	errs := make(chan error, 16)
-	var wg sync.WaitGroup
-	goRun := func(name string, fn func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	goRun("reconciler", func() error { return ignoreCanceled(rec.Run(ctx)) })
-	goRun("purge", func() error { return purge.run(ctx) })
-	if runIdentity != nil {
-		goRun("identity", func() error { return runIdentity(ctx) })
-	}
-	for i := range servers {
-		g, l := servers[i], listeners[i]
-		goRun("grpc "+l.Addr().String(), func() error { return g.Serve(l) })
-	}
-	if httpSrv != nil {
-		goRun("http", func() error {
-			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		httpSrv := &http.Server{Handler: healthMux(st, id, reg), ReadHeaderTimeout: 5 * time.Second}
+		tasks = append(tasks, task.Serve("http", func() error { return httpSrv.Serve(httpLis) }, func() {
+			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer scancel()
+			httpSrv.Shutdown(sctx)
+		}))
 	}
 	oauthAddr := ""
 	if oauth != nil {
 		oauthAddr = oauth.listener.Addr().String()
-		for name, task := range oauth.tasks {
-			goRun(name, func() error { return task(ctx) })
+		for name, run := range oauth.tasks {
+			tasks = append(tasks, task.Task{Name: name, Run: run})
 		}
-		goRun("oauth "+oauthAddr, oauth.serve)
+		tasks = append(tasks, task.Serve("oauth "+oauthAddr, oauth.serve, func() {
+			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer scancel()
+			oauth.server.Shutdown(sctx)
+		}))
 	}
 	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr, "oauth": oauthAddr,
 		"agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errs:
-		log.WithError(runErr).Error("Component failed; shutting down")
+	err = task.Run(ctx, tasks...)
+	if err != nil {
+		log.WithError(err).Error("Component failed; shutting down")
 	}
-	cancel()
-	srv.Close()
+	log.Info("agentid-server stopped")
+	return err
+}
+
+// gracefulStop stops g, waiting for the calls in flight for at most
+// shutdownTimeout before cutting them.
+func gracefulStop(g *grpc.Server) {
 	stopped := make(chan struct{})
 	go func() {
-		for _, g := range servers {
-			g.GracefulStop()
-		}
+		g.GracefulStop()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-time.After(shutdownTimeout):
-		for _, g := range servers {
-			g.Stop()
-		}
+		g.Stop()
 	}
-	if httpSrv != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		httpSrv.Shutdown(sctx)
-		scancel()
-	}
-	if oauth != nil {
-		sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
-		oauth.server.Shutdown(sctx)
-		scancel()
-	}
-	wg.Wait()
-	log.Info("agentid-server stopped")
-	return runErr
-}
-
-func ignoreCanceled(err error) error {
-	if errors.Is(err, context.Canceled) {
-		return nil
-	}
-	return err
-}
-
-// listenUnix listens on path, removing a stale socket left by a crash. The
-// socket is group-accessible (0660): the composer plugin runs in
-// spire-server's container, which shares the group in the chart.
-func listenUnix(path string) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path)
-	}
-	// The umask makes the socket 0660 from the moment it exists, so no
-	// process can connect in the window before a chmod. Start-up is the only
-	// time the process umask changes.
-	old := syscall.Umask(0o117)
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
-	if err != nil {
-		return nil, fmt.Errorf("failed to listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("failed to set permissions of %s: %w", path, err)
-	}
-	return l, nil
 }
 
 // agentSyncAuditor records an agent-synced audit event when an agent's sync

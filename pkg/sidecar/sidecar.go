@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/agentclient"
+	"github.com/agentid/agentid/pkg/internal/task"
 )
 
 // Sidecar is a running agentid-sidecar: the local API and, when routes are
@@ -25,10 +26,11 @@ type Sidecar struct {
 
 	api, proxy, metricsSrv *http.Server
 	apiL, proxyL, metricsL net.Listener
-	wg                     sync.WaitGroup
+	tasks                  []task.Task
+	stop                   context.CancelFunc // ends the tasks
+	served                 chan error         // the tasks' end: task.Run's answer
 	closeOnce              sync.Once
 	closeErr               error
-	serveErrs              chan error
 	proxyTransport         []*agentclient.Transport
 }
 
@@ -60,9 +62,9 @@ func Start(ctx context.Context, config Config) (*Sidecar, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sidecar{config: config, log: log, agent: agent, serveErrs: make(chan error, 3)}
+	s := &Sidecar{config: config, log: log, agent: agent}
 	fail := func(err error) (*Sidecar, error) {
-		s.shutdown(context.Background())
+		s.shutdown()
 		return nil, err
 	}
 	if s.metrics, err = newMetrics(s); err != nil {
@@ -99,6 +101,11 @@ func Start(ctx context.Context, config Config) (*Sidecar, error) {
 		s.metricsSrv = newServer(s.metrics.handler(s), log)
 		s.serve(s.metricsSrv, s.metricsL)
 	}
+	// The servers outlive Start's ctx (it bounds start-up only): Close or
+	// a failing server ends them.
+	tctx, stop := context.WithCancel(context.Background())
+	s.stop, s.served = stop, make(chan error, 1)
+	go func() { s.served <- task.Run(tctx, s.tasks...) }()
 	log.Info("Sidecar started", "spiffe_id", agent.ID().String(), "listen", s.apiL.Addr().String(),
 		"proxy_listen", addrString(s.proxyL), "metrics_listen", addrString(s.metricsL), "routes", len(config.Routes))
 	return s, nil
@@ -113,7 +120,8 @@ func Run(ctx context.Context, config Config) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
-	case serveErr = <-s.serveErrs:
+	case serveErr = <-s.served:
+		s.served <- serveErr // for Close
 	}
 	return errors.Join(serveErr, s.Close())
 }
@@ -128,15 +136,18 @@ func newServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
+// serve adds a task serving srv on l until Close, which shuts it down
+// (waiting for the requests in flight, at most shutdownTimeout).
 func (s *Sidecar) serve(srv *http.Server, l net.Listener) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.serveErrs <- fmt.Errorf("sidecar: serve %s: %w", l.Addr(), err)
-		}
-	}()
+	s.tasks = append(s.tasks, task.Serve("sidecar: serve "+l.Addr().String(), func() error { return srv.Serve(l) }, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}))
 }
+
+// shutdownTimeout bounds the wait for requests in flight on Close.
+const shutdownTimeout = 5 * time.Second
 
 func addrString(l net.Listener) string {
 	if l == nil {
@@ -170,27 +181,23 @@ func (s *Sidecar) Agent() *agentclient.Agent { return s.agent }
 // Close stops the listeners, waits up to five seconds for requests in
 // flight, and releases the Workload API and server connections.
 func (s *Sidecar) Close() error {
-	s.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.closeErr = s.shutdown(ctx)
-	})
+	s.closeOnce.Do(func() { s.closeErr = s.shutdown() })
 	return s.closeErr
 }
 
-func (s *Sidecar) shutdown(ctx context.Context) error {
+// shutdown ends the servers (when they were started) and releases the
+// rest. A server that had failed was reported by Run already.
+func (s *Sidecar) shutdown() error {
 	var errs []error
-	for _, srv := range []*http.Server{s.api, s.proxy, s.metricsSrv} {
-		if srv != nil {
-			errs = append(errs, srv.Shutdown(ctx))
-		}
+	if s.stop != nil {
+		s.stop()
+		<-s.served
 	}
 	for _, l := range []net.Listener{s.apiL, s.proxyL, s.metricsL} {
 		if l != nil {
-			l.Close() // unix sockets: removes the file
+			l.Close() // unix sockets: removes the file; a no-op once served
 		}
 	}
-	s.wg.Wait()
 	for _, t := range s.proxyTransport {
 		t.CloseIdleConnections()
 	}
