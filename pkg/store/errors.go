@@ -42,6 +42,11 @@ var (
 	// written by a newer version of agentid. The store refuses to touch it
 	// rather than misread it; run the newer version or restore a backup.
 	ErrNewerSchema = errors.New("store: data has a newer schema version")
+	// ErrUnavailable is returned by a backend that cannot reach its database
+	// (a PostgreSQL server that is down, restarting or unreachable). Nothing
+	// is known to be written; the caller may retry later. The server answers
+	// it with codes.Unavailable.
+	ErrUnavailable = errors.New("store: backend unavailable")
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("store: closed")
 )

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -40,3 +41,28 @@ var ErrConflict = errors.New("store: changed concurrently")
 // MaxSigningKeys bounds the stored set: a rotation keeps the signing key,
 // the next one and the ones tokens still in flight were signed with.
 const MaxSigningKeys = 16
+
+// ValidateSigningKeys checks a set before SwapSigningKeys stores it, the
+// same for every backend: at most MaxSigningKeys keys, each with an id of 1
+// to 128 bytes used once, 1 to 4096 bytes of private key and both times.
+// The error wraps ErrInvalidArgument.
+func ValidateSigningKeys(keys []SigningKey) error {
+	if len(keys) > MaxSigningKeys {
+		return fmt.Errorf("%w: %d signing keys, at most %d", ErrInvalidArgument, len(keys), MaxSigningKeys)
+	}
+	seen := make(map[string]bool, len(keys))
+	for i, k := range keys {
+		switch {
+		case k.ID == "" || len(k.ID) > 128:
+			return fmt.Errorf("%w: signing key %d: id must be 1..128 bytes", ErrInvalidArgument, i)
+		case seen[k.ID]:
+			return fmt.Errorf("%w: signing key %d: id %q appears twice", ErrInvalidArgument, i, k.ID)
+		case len(k.Private) == 0 || len(k.Private) > 4096:
+			return fmt.Errorf("%w: signing key %q: private key must be 1..4096 bytes", ErrInvalidArgument, k.ID)
+		case k.CreatedAt.IsZero() || k.ActiveAt.IsZero():
+			return fmt.Errorf("%w: signing key %q: created and active times are required", ErrInvalidArgument, k.ID)
+		}
+		seen[k.ID] = true
+	}
+	return nil
+}

@@ -46,3 +46,9 @@ func TestConformance(t *testing.T) {
 		return openTest(t, Options{ChangeLogLimit: storetest.ChangeLogLimit})
 	})
 }
+
+func TestSigningKeysConformance(t *testing.T) {
+	storetest.RunSigningKeys(t, func(t testing.TB) storetest.SigningKeyStore {
+		return openTest(t, Options{})
+	})
+}

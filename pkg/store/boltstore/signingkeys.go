@@ -50,7 +50,7 @@ func (s *Store) SwapSigningKeys(ctx context.Context, version uint64, keys []stor
 	if err := s.begin(ctx); err != nil {
 		return 0, err
 	}
-	if err := checkSigningKeys(keys); err != nil {
+	if err := store.ValidateSigningKeys(keys); err != nil {
 		return 0, err
 	}
 	var next uint64
@@ -80,27 +80,6 @@ func (s *Store) SwapSigningKeys(ctx context.Context, version uint64, keys []stor
 		return 0, boltErr("write signing keys", err)
 	}
 	return next, nil
-}
-
-func checkSigningKeys(keys []store.SigningKey) error {
-	if len(keys) > store.MaxSigningKeys {
-		return fmt.Errorf("%w: %d signing keys, at most %d", store.ErrInvalidArgument, len(keys), store.MaxSigningKeys)
-	}
-	seen := make(map[string]bool, len(keys))
-	for i, k := range keys {
-		switch {
-		case k.ID == "" || len(k.ID) > 128:
-			return fmt.Errorf("%w: signing key %d: id must be 1..128 bytes", store.ErrInvalidArgument, i)
-		case seen[k.ID]:
-			return fmt.Errorf("%w: signing key %d: id %q appears twice", store.ErrInvalidArgument, i, k.ID)
-		case len(k.Private) == 0 || len(k.Private) > 4096:
-			return fmt.Errorf("%w: signing key %q: private key must be 1..4096 bytes", store.ErrInvalidArgument, k.ID)
-		case k.CreatedAt.IsZero() || k.ActiveAt.IsZero():
-			return fmt.Errorf("%w: signing key %q: created and active times are required", store.ErrInvalidArgument, k.ID)
-		}
-		seen[k.ID] = true
-	}
-	return nil
 }
 
 func readSigningKeys(tx *bolt.Tx) (store.SigningKeySet, error) {

@@ -120,6 +120,17 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// New initialises and starts a cluster that the caller closes, for a
+// package's TestMain to share one cluster among its tests. It fails when
+// PostgreSQL is not installed; call Require from each test first.
+func New() (*Server, error) {
+	bin := Bin()
+	if bin == "" {
+		return nil, errors.New("PostgreSQL is not installed")
+	}
+	return start(bin)
+}
+
 func start(bin string) (*Server, error) {
 	cred, uid, gid, err := serverUser()
 	if err != nil {
