@@ -10,8 +10,12 @@
 //     X-Agentid-Delegation header to a route name (as the Host, or through
 //     HTTP_PROXY); the sidecar dials the route's upstream with mTLS, checks
 //     its SPIFFE ID, attaches the delegated JWT-SVID as a bearer token and
-//     strips whatever Authorization, X-Agentid-* or client-identity header
-//     (X-Forwarded-*, X-Real-Ip, ...) the agent sent.
+//     strips every header the agent sent that asserts a credential, a
+//     client identity or the original request: a rule over families
+//     (X-Agentid-*, Forwarded, X-Forwarded-*, X-Original-*, X-Envoy-*,
+//     X-Ssl-*, Client-Cert, X-Client-*, X-Auth-Request-*, ..., any name with
+//     a word such as "cert" or "tls", any "-ip"), in any case and with '_'
+//     for '-' (headers.go).
 //
 // Start it from a configuration file:
 //

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -20,46 +19,10 @@ import (
 )
 
 // DelegationHeader names the delegation a proxied request acts under. The
-// proxy removes it, with every other X-Agentid-* header and any
-// Authorization the agent sent, before the request leaves.
+// proxy removes it, with every other X-Agentid-* header, any Authorization
+// the agent sent and every header that asserts a client identity or the
+// original request (headers.go), before the request leaves.
 const DelegationHeader = "X-Agentid-Delegation"
-
-// headerPrefix marks agentid's headers: an agent must not be able to send
-// one upstream, where a service or mesh filter could take it for an
-// identity asserted by agentid.
-const headerPrefix = "X-Agentid-"
-
-// strippedHeaders are removed from every proxied request besides those
-// with a strippedPrefixes prefix: the agent's own credentials, and what
-// proxies in front of a service assert about the client (the real address,
-// and the user an authenticating proxy let through): an upstream that
-// trusts such a header must never see one written by the agent.
-var strippedHeaders = map[string]bool{
-	"Authorization":       true,
-	"Proxy-Authorization": true,
-	"Forwarded":           true,
-	"X-Real-Ip":           true,
-	"X-Remote-User":       true,
-}
-
-// strippedPrefixes: agentid's own headers, the X-Forwarded-* family (Envoy's
-// X-Forwarded-Client-Cert, oauth2-proxy's X-Forwarded-User and -Email, the
-// client address, host, port, proto, prefix) and oauth2-proxy's
-// X-Auth-Request-* user headers.
-var strippedPrefixes = []string{headerPrefix, "X-Forwarded-", "X-Auth-Request-"}
-
-// stripHeaders removes the stripped headers from h. Names are compared
-// with '_' read as '-': CGI, WSGI and Rack upstreams fold both to '_'
-// (X_Agentid_User arrives as HTTP_X_AGENTID_USER, like X-Agentid-User), so
-// a name spelt with underscores must not slip past.
-func stripHeaders(h http.Header) {
-	for k := range h {
-		n := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
-		if strippedHeaders[n] || slices.ContainsFunc(strippedPrefixes, func(p string) bool { return strings.HasPrefix(n, p) }) {
-			delete(h, k)
-		}
-	}
-}
 
 type routeHandler struct {
 	route   Route

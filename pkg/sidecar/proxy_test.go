@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/server/servertest"
+	"github.com/agentid/agentid/pkg/sidecar"
 )
 
 func TestProxyUpgradesToMTLSWithDelegatedToken(t *testing.T) {
@@ -223,6 +224,55 @@ func TestProxyDropsHopByHopAndForwardingHeaders(t *testing.T) {
 	// without the pair that does not parse, as httputil.ReverseProxy did.
 	if te := got.Header["Te"]; len(te) != 1 || te[0] != "trailers" || got.Other != "kept" || got.Path != "/x?c=3" {
 		t.Fatalf("upstream saw Te %q, X-Other %q, path %q", te, got.Other, got.Path)
+	}
+}
+
+// TestProxyStripsEveryFamily sends every header of every stripped family,
+// each spelling, through the proxy: the upstream must see exactly the kept
+// headers, with the values the agent sent, the Accept-Encoding of the
+// proxy's transport, and the sidecar's own Authorization.
+func TestProxyStripsEveryFamily(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	for family, names := range sidecar.StrippedByFamily {
+		t.Run(family, func(t *testing.T) {
+			headers := []string{"Host: crm", "X-Agentid-Delegation: " + id}
+			for _, n := range names {
+				if n != "X-Agentid-Delegation" { // the proxy reads that one
+					headers = append(headers, n+": forged")
+				}
+			}
+			want := map[string]string{}
+			for i, n := range sidecar.KeptHeaders {
+				v := fmt.Sprintf("kept-%d", i)
+				headers = append(headers, n+": "+v)
+				want[http.CanonicalHeaderKey(n)] = v
+			}
+			r := f.do(t, "GET", f.proxy+"/x", nil, headers...)
+			if r.status != 200 {
+				t.Fatalf("got %d %s", r.status, r.body)
+			}
+			var got seen
+			r.decode(t, &got)
+			for k, v := range got.Header {
+				switch {
+				case k == "Authorization":
+					if len(v) != 1 || !strings.HasPrefix(v[0], "Bearer ey") {
+						t.Errorf("upstream saw Authorization %q, want the delegated token only", v)
+					}
+				case k == "Accept-Encoding":
+				case want[k] == "":
+					t.Errorf("upstream saw %s: %q", k, v)
+				case len(v) != 1 || v[0] != want[k]:
+					t.Errorf("upstream saw %s: %q, want %q", k, v, want[k])
+				}
+			}
+			for k := range want {
+				if _, ok := got.Header[k]; !ok {
+					t.Errorf("upstream did not see %s", k)
+				}
+			}
+		})
 	}
 }
 

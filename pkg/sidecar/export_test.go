@@ -1,0 +1,7 @@
+package sidecar
+
+// For the proxy's tests in package sidecar_test.
+var (
+	StrippedByFamily = strippedByFamily
+	KeptHeaders      = keptHeaders
+)
