@@ -14,8 +14,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentid/agentid/pkg/agent"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/store"
 )
 
 // Defaults and bounds.
@@ -34,9 +36,12 @@ const (
 
 // Store is what the authorization server needs of agentid-server's store:
 // the delegation behind an assertion or a token (read on every grant and
-// introspection, so a revocation shows at once), and the audit log.
+// introspection, so a revocation shows at once), the sub-delegations token
+// exchange records (with their audit event, refused with
+// store.ErrParentInactive under a revoked parent), and the audit log.
 type Store interface {
 	GetDelegation(ctx context.Context, id delegation.ID) (*delegation.Delegation, error)
+	CreateDelegation(ctx context.Context, d *delegation.Delegation, ev audit.Event) (store.Revision, error)
 	AppendEvents(ctx context.Context, evs ...audit.Event) error
 }
 
@@ -97,6 +102,10 @@ type Config struct {
 	X509Bundles x509bundle.Source
 	// TrustDomains are the trust domains whose agents may get tokens.
 	TrustDomains []spiffeid.TrustDomain
+	// Agents are the declared agents: token exchange to another agent (a
+	// sub-delegation) follows their sub-agents and scope ceilings, as
+	// CreateSubDelegation does. Nil: such exchanges are refused.
+	Agents *agent.Set
 	// MaxTokenTTL caps every access token's lifetime. Default
 	// DefaultMaxTokenTTL; at most one hour.
 	MaxTokenTTL time.Duration

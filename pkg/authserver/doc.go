@@ -9,7 +9,7 @@
 //
 //	GET  /.well-known/oauth-authorization-server   RFC 8414 metadata
 //	GET  /jwks.json                                 the ES256 keys tokens are signed with
-//	POST /token                                     RFC 7523 jwt-bearer grant
+//	POST /token                                     RFC 7523 jwt-bearer grant, RFC 8693 token exchange
 //	POST /introspect                                RFC 7662 introspection
 //
 // An issuer with a path (https://host/oauth) serves the metadata at
@@ -46,6 +46,46 @@
 // to the certificate (cnf.x5t#S256); the handler verifies the certificate
 // against Config.X509Bundles itself, whatever the listener checked. A
 // listener should request client certificates, not require them.
+//
+// # Token exchange
+//
+// An agent holding authority for a user trades it for a narrower token
+// (RFC 8693):
+//
+//	grant_type=urn:ietf:params:oauth:grant-type:token-exchange
+//	&subject_token=<the agent's delegated JWT-SVID, or an access token of this server>
+//	&subject_token_type=urn:ietf:params:oauth:token-type:jwt   (or …:access_token)
+//	&resource=https://crm.example.com                          (required, registered)
+//	&scope=campaigns:read                                      (optional, only narrows)
+//	&actor_token=<another agent's JWT-SVID, audience the issuer> (optional)
+//	&actor_token_type=urn:ietf:params:oauth:token-type:jwt
+//
+// The subject token stands for its agent A under delegation D (read from the
+// store: active now, or the exchange is refused). An access token is a
+// bearer credential for its resource, not for this server, so only A may
+// exchange one, over mTLS (with the certificate it is bound to, if bound): a
+// resource server that received it cannot trade it for tokens elsewhere. A
+// delegated JWT-SVID (audience this issuer) may be presented by A or handed
+// to the next agent.
+//
+// Without an actor, the answer is a token of D for A for the resource, scope
+// ⊆ the subject token's ∩ the resource's, bound to A's certificate when A
+// presented it. With an actor B (the actor token's agent, or the client
+// certificate's when that is not A) it is a sub-delegation under the rules
+// of CreateSubDelegation (Config.Agents: B is a declared sub-agent of A,
+// scope within B's ceiling, the chain within the root's max_depth, no agent
+// twice): the child delegation is stored with a sub_delegated audit event
+// (Detail endpoint=token_exchange), lives exactly as long as the token, and
+// the token names B in client_id and act with A (and A's predecessors)
+// nested inside; it is bound to B's certificate when B presented the
+// request. A client certificate that is neither A's nor B's is refused.
+// Revoking D or its root refuses every later exchange below it, and the
+// exchanged tokens turn inactive at introspection. Invalid or unacceptable
+// subject and actor tokens are invalid_request (RFC 8693 §2.2.2); the
+// answer carries issued_token_type …:access_token.
+//
+// The user's own token as subject_token (a front end delegating in one
+// step) is not accepted yet: that path is CreateDelegation.
 //
 // # The access token
 //

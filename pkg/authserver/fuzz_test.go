@@ -37,3 +37,47 @@ func FuzzTokenRequest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTokenExchange sends token exchange requests with arbitrary subject and
+// actor tokens, token types and scopes, over the orchestrator's certificate.
+// Only the one valid subject token (with no actor, or the one valid actor
+// token) may get a token; anything else gets an RFC 6749 error, never a 5xx
+// or a panic, and no answer echoes a token.
+func FuzzTokenExchange(f *testing.F) {
+	e := newEnv(f)
+	cert := e.svidCert(f, e.ca, orchestrator)
+	good := e.assertion(f, e.root)
+	goodActor := e.plainSVID(f, analyst, issuer)
+	bound := e.grant(f, e.root, crmResource, cert).AccessToken
+	f.Add(good, authserver.TokenTypeJWT, "", "", "campaigns:read")
+	f.Add(good, authserver.TokenTypeJWT, goodActor, authserver.TokenTypeJWT, "")
+	f.Add(bound, authserver.TokenTypeAccessToken, "", "", "crm:write")
+	f.Add("a.b.c", authserver.TokenTypeAccessToken, "x.y.z", authserver.TokenTypeJWT, "")
+	f.Add("eyJhbGciOiJub25lIiwidHlwIjoiYXQrand0In0.e30.", "urn:ietf:params:oauth:token-type:id_token", "", "", "a b")
+	f.Fuzz(func(t *testing.T, subject, subjectType, actor, actorType, scope string) {
+		form := exchangeForm(subject, subjectType, mcpResource)
+		if actor != "" || actorType != "" {
+			form.Set("actor_token", actor)
+			form.Set("actor_token_type", actorType)
+		}
+		if scope != "" {
+			form.Set("scope", scope)
+		}
+		w := e.post(authserver.TokenPath, form.Encode(), cert, nil)
+		if w.Code == 200 {
+			if (subject != good && subject != bound) || (actor != "" && actor != goodActor) {
+				t.Fatalf("token issued for subject %q actor %q", subject, actor)
+			}
+			return
+		}
+		var body struct{ Error string }
+		if w.Code >= 500 || w.Code < 400 || json.Unmarshal(w.Body.Bytes(), &body) != nil || body.Error == "" {
+			t.Fatalf("status %d body %q", w.Code, w.Body)
+		}
+		for _, tok := range []string{subject, actor} {
+			if len(tok) > 16 && strings.Contains(w.Body.String(), tok) {
+				t.Fatal("the answer echoes a token")
+			}
+		}
+	})
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentid/agentid/pkg/agent"
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/authserver"
 	"github.com/agentid/agentid/pkg/authserver/keyring"
@@ -44,7 +45,31 @@ var (
 	orchestrator = spiffeid.RequireFromString("spiffe://example.org/agent/orchestrator")
 	analyst      = spiffeid.RequireFromString("spiffe://example.org/agent/market-analysis")
 	intruder     = spiffeid.RequireFromString("spiffe://example.org/agent/intruder")
+	reporter     = spiffeid.RequireFromString("spiffe://example.org/agent/reporter")
+	auditor      = spiffeid.RequireFromString("spiffe://example.org/agent/auditor")
 )
+
+// declaredAgents: the orchestrator may sub-delegate to the analyst, the
+// analyst to the reporter (and, to reach the chain check, back to the
+// orchestrator), the reporter to the auditor; the intruder to nobody.
+func declaredAgents(tb testing.TB) *agent.Set {
+	tb.Helper()
+	all := delegation.MustParseScopes("campaigns:read", "compliance:check", "crm:write")
+	decl := func(name string, id spiffeid.ID, ceiling delegation.ScopeSet, subs ...spiffeid.ID) agent.Agent {
+		return agent.Agent{Name: name, SPIFFEID: id, ScopeCeiling: ceiling, SubAgents: subs}
+	}
+	set, err := agent.NewSet([]agent.Agent{
+		decl("orchestrator", orchestrator, all, analyst),
+		decl("market-analysis", analyst, all, reporter, orchestrator),
+		decl("reporter", reporter, delegation.MustParseScopes("campaigns:read"), auditor),
+		decl("auditor", auditor, all),
+		decl("intruder", intruder, all),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return set
+}
 
 type fakeClock struct {
 	mu  sync.Mutex
@@ -127,7 +152,10 @@ func alice(tb testing.TB) delegation.User {
 	return u
 }
 
-func newEnv(tb testing.TB) *env {
+func newEnv(tb testing.TB) *env { return newEnvWith(tb, func(*authserver.Config) {}) }
+
+// newEnvWith is newEnv with the server's config changed by mut.
+func newEnvWith(tb testing.TB, mut func(*authserver.Config)) *env {
 	tb.Helper()
 	e := &env{clock: &fakeClock{now: time.Now().Truncate(time.Second)}, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	st, err := boltstore.Open(filepath.Join(tb.TempDir(), "agentid.db"), boltstore.Options{Clock: e.clock.Now})
@@ -166,15 +194,17 @@ func newEnv(tb testing.TB) *env {
 	log := logrus.New()
 	log.Out = lockedWriter{e.logMu, e.log}
 	log.Formatter = &logrus.JSONFormatter{}
-	e.server, err = authserver.New(authserver.Config{
+	config := authserver.Config{
 		Issuer: issuer,
 		Resources: []authserver.Resource{
 			{URI: mcpResource, Scopes: delegation.MustParseScopes("campaigns:read", "compliance:check"), IntrospectionSecret: secret},
 			{URI: crmResource, Scopes: delegation.MustParseScopes("crm:write", "campaigns:read"), TokenTTL: time.Minute},
 		},
 		Keys: e.keys, Store: st, Bundles: bundle, X509Bundles: e.ca.Bundle(), TrustDomains: []spiffeid.TrustDomain{td},
-		Clock: e.clock.Now, Log: log,
-	})
+		Agents: declaredAgents(tb), Clock: e.clock.Now, Log: log,
+	}
+	mut(&config)
+	e.server, err = authserver.New(config)
 	if err != nil {
 		tb.Fatal(err)
 	}

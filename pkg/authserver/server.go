@@ -95,7 +95,7 @@ func (s *Server) Metadata() Metadata {
 		TokenEndpoint:                         base + TokenPath,
 		JWKSURI:                               base + JWKSPath,
 		IntrospectionEndpoint:                 base + IntrospectionPath,
-		GrantTypesSupported:                   []string{GrantTypeJWTBearer},
+		GrantTypesSupported:                   []string{GrantTypeJWTBearer, GrantTypeTokenExchange},
 		ResponseTypesSupported:                []string{}, // no authorization endpoint
 		TokenEndpointAuthMethodsSupported:     []string{"none", "tls_client_auth"},
 		IntrospectionEndpointAuthMethods:      []string{"client_secret_basic", "tls_client_auth"},

@@ -66,6 +66,8 @@ type tokenResponse struct {
 	TokenType   string `json:"token_type"`
 	ExpiresIn   int64  `json:"expires_in"`
 	Scope       string `json:"scope"`
+	// IssuedTokenType is RFC 8693 §2.2.1's, for token exchange only.
+	IssuedTokenType string `json:"issued_token_type,omitempty"`
 }
 
 // grantRequest is what the token endpoint knows about a request as it goes,
@@ -192,12 +194,30 @@ func (s *Server) grant(r *http.Request, g *grantRequest) (*tokenResponse, *refus
 	if clientID != "" && !peer.IsZero() && clientID != peer.String() {
 		return nil, refuseClientID
 	}
-	switch gt := form.Get("grant_type"); {
-	case gt == "":
+	c := client{peer: peer, x5t: x5t, clientID: clientID}
+	switch gt := form.Get("grant_type"); gt {
+	case "":
 		return nil, refuseNoGrantType
-	case gt != GrantTypeJWTBearer:
+	case GrantTypeJWTBearer:
+		return s.jwtBearer(r, g, form, c)
+	case GrantTypeTokenExchange:
+		return s.exchange(r, g, form, c)
+	default:
 		return nil, refuseGrantType
 	}
+}
+
+// client is what the token endpoint knows of the caller before the grant:
+// its certificate's SPIFFE ID and thumbprint (zero and "" without one) and
+// the client_id it sent.
+type client struct {
+	peer     spiffeid.ID
+	x5t      string
+	clientID string
+}
+
+// resource reads the registered resource the request names (RFC 8707).
+func (s *Server) resource(form url.Values, g *grantRequest) (*Resource, *refusal) {
 	resURI := form.Get("resource")
 	if resURI == "" {
 		return nil, refuseNoResource
@@ -207,6 +227,45 @@ func (s *Server) grant(r *http.Request, g *grantRequest) (*tokenResponse, *refus
 		return nil, refuseResource
 	}
 	g.resource = res.URI
+	return res, nil
+}
+
+// askedScopes reads the optional scope parameter; empty when absent.
+func askedScopes(form url.Values) (delegation.ScopeSet, *refusal) {
+	raw, ok := form["scope"]
+	if !ok {
+		return delegation.ScopeSet{}, nil
+	}
+	asked, err := delegation.ParseScopeString(raw[0])
+	if err != nil || asked.IsEmpty() {
+		return delegation.ScopeSet{}, refuseScopeSyntax
+	}
+	return asked, nil
+}
+
+// narrow is the scope a token gets: all of allowed when nothing is asked,
+// else what is asked, which must lie within allowed.
+func narrow(asked, allowed delegation.ScopeSet) (delegation.ScopeSet, *refusal) {
+	granted := allowed
+	if !asked.IsEmpty() {
+		if !asked.SubsetOf(allowed) {
+			return delegation.ScopeSet{}, refuseScopeWider.with("not granted: " + asked.Minus(allowed).String())
+		}
+		granted = asked
+	}
+	if granted.IsEmpty() {
+		return delegation.ScopeSet{}, refuseScopeEmpty
+	}
+	return granted, nil
+}
+
+// jwtBearer is the RFC 7523 grant: a delegated JWT-SVID for an access token
+// of its own delegation.
+func (s *Server) jwtBearer(r *http.Request, g *grantRequest, form url.Values, c client) (*tokenResponse, *refusal) {
+	res, ref := s.resource(form, g)
+	if ref != nil {
+		return nil, ref
+	}
 	assertion := form.Get("assertion")
 	switch {
 	case assertion == "":
@@ -214,20 +273,17 @@ func (s *Server) grant(r *http.Request, g *grantRequest) (*tokenResponse, *refus
 	case len(assertion) > MaxAssertionSize:
 		return nil, refuseAssertionSize
 	}
-	var asked delegation.ScopeSet
-	if raw, ok := form["scope"]; ok {
-		var err error
-		if asked, err = delegation.ParseScopeString(raw[0]); err != nil || asked.IsEmpty() {
-			return nil, refuseScopeSyntax
-		}
+	asked, ref := askedScopes(form)
+	if ref != nil {
+		return nil, ref
 	}
 
-	p, ref := s.verifyAssertion(peer, assertion)
+	p, ref := s.verifyAssertion(c.peer, assertion)
 	if ref != nil {
 		return nil, ref
 	}
 	g.actor, g.agent = p.Agent.String(), p.Agent.String()
-	if clientID != "" && clientID != p.Agent.String() {
+	if c.clientID != "" && c.clientID != p.Agent.String() {
 		return nil, refuseClientID
 	}
 	if !p.Delegated() {
@@ -247,24 +303,31 @@ func (s *Server) grant(r *http.Request, g *grantRequest) (*tokenResponse, *refus
 	// descendants in the transaction that revokes it, and a child never
 	// outlives its parent, so an active child has an active root.
 
-	allowed := d.Scopes.Intersect(res.Scopes)
-	granted := allowed
-	if !asked.IsEmpty() {
-		if !asked.SubsetOf(allowed) {
-			return nil, refuseScopeWider.with("not granted: " + asked.Minus(allowed).String())
-		}
-		granted = asked
+	granted, ref := narrow(asked, d.Scopes.Intersect(res.Scopes))
+	if ref != nil {
+		return nil, ref
 	}
-	if granted.IsEmpty() {
-		return nil, refuseScopeEmpty
-	}
+	return s.issue(r.Context(), d, res, granted, c.x5t, p.Agent.String(), now)
+}
 
-	iat := now.Truncate(time.Second)
-	exp := iat.Add(res.TokenTTL)
+// lifetime is the [iat, exp) of a token for res under d issued at now:
+// whole seconds, never past the delegation.
+func lifetime(d *delegation.Delegation, res *Resource, now time.Time) (iat, exp time.Time, ok bool) {
+	iat = now.Truncate(time.Second)
+	exp = iat.Add(res.TokenTTL)
 	if dexp := d.ExpiresAt.Truncate(time.Second); dexp.Before(exp) {
 		exp = dexp // never outlive the delegation: round its expiry down
 	}
-	if !exp.After(iat) {
+	return iat, exp, exp.After(iat)
+}
+
+// issue signs an access token for res under d with scope granted, bound to
+// the certificate thumbprint x5t when set, and records it (actor is the
+// audit event's actor) before returning it.
+func (s *Server) issue(ctx context.Context, d *delegation.Delegation, res *Resource, granted delegation.ScopeSet,
+	x5t, actor string, now time.Time) (*tokenResponse, *refusal) {
+	iat, exp, ok := lifetime(d, res, now)
+	if !ok {
 		return nil, refuseInactive.with("the delegation expires within a second")
 	}
 	at := claims.AccessToken{
@@ -284,8 +347,8 @@ func (s *Server) grant(r *http.Request, g *grantRequest) (*tokenResponse, *refus
 		bound = claims.ConfirmationX5tS256
 	}
 	ev := audit.Event{
-		Time: now, Type: audit.TypeTokenIssued, Actor: p.Agent.String(),
-		DelegationID: d.ID.String(), Agent: p.Agent.String(), User: d.User.String(),
+		Time: now, Type: audit.TypeTokenIssued, Actor: actor,
+		DelegationID: d.ID.String(), Agent: d.Agent.String(), User: d.User.String(),
 		Detail: map[string]string{
 			DetailToken: "access_token", DetailAudience: res.URI, DetailScope: granted.String(),
 			DetailJTI: at.ID, DetailExpiresAt: exp.UTC().Format(time.RFC3339), DetailBound: bound,
@@ -293,7 +356,7 @@ func (s *Server) grant(r *http.Request, g *grantRequest) (*tokenResponse, *refus
 	}
 	// No token leaves without its audit record (fail closed), and a client
 	// that gives up cannot cancel the record of a token already signed.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditWriteTimeout)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditWriteTimeout)
 	defer cancel()
 	if err := s.config.Store.AppendEvents(wctx, ev); err != nil {
 		return nil, refuseStore.with("recording the issuance failed: " + err.Error())

@@ -194,7 +194,7 @@ func TestBadTokenRequests(t *testing.T) {
 	}
 }
 
-func (e *env) grant(t *testing.T, d *delegation.Delegation, resource string, cert *tls.Certificate, extra ...string) tokenResponse {
+func (e *env) grant(t testing.TB, d *delegation.Delegation, resource string, cert *tls.Certificate, extra ...string) tokenResponse {
 	t.Helper()
 	w := e.post(authserver.TokenPath, grantForm(e.assertion(t, d), resource, extra...).Encode(), cert, nil)
 	if w.Code != http.StatusOK {
@@ -340,7 +340,7 @@ func TestMetadataAndJWKS(t *testing.T) {
 			}
 			continue
 		}
-		want := `{"access_token_signing_alg_values_supported":["ES256"],"grant_types_supported":["urn:ietf:params:oauth:grant-type:jwt-bearer"],"introspection_endpoint":"https://agentid.example.com/introspect","introspection_endpoint_auth_methods_supported":["client_secret_basic","tls_client_auth"],"issuer":"https://agentid.example.com","jwks_uri":"https://agentid.example.com/jwks.json","response_types_supported":[],"tls_client_certificate_bound_access_tokens":true,"token_endpoint":"https://agentid.example.com/token","token_endpoint_auth_methods_supported":["none","tls_client_auth"]}`
+		want := `{"access_token_signing_alg_values_supported":["ES256"],"grant_types_supported":["urn:ietf:params:oauth:grant-type:jwt-bearer","urn:ietf:params:oauth:grant-type:token-exchange"],"introspection_endpoint":"https://agentid.example.com/introspect","introspection_endpoint_auth_methods_supported":["client_secret_basic","tls_client_auth"],"issuer":"https://agentid.example.com","jwks_uri":"https://agentid.example.com/jwks.json","response_types_supported":[],"tls_client_certificate_bound_access_tokens":true,"token_endpoint":"https://agentid.example.com/token","token_endpoint_auth_methods_supported":["none","tls_client_auth"]}`
 		got, _ := json.Marshal(m)
 		if string(got) != want {
 			t.Fatalf("metadata\n got %s\nwant %s", got, want)

@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentid/agentid/pkg/agent"
 	"github.com/agentid/agentid/pkg/authserver"
 	"github.com/agentid/agentid/pkg/authserver/keyring"
 	"github.com/agentid/agentid/pkg/server/config"
@@ -46,9 +47,15 @@ type jwtBundleFetcher interface {
 // cfg: its keyring in the store, the trust domain's JWT bundle from SPIRE
 // (assertions) and the server's X.509 bundle (agents' client certificates),
 // and listens. Every failure stops start-up.
-func newOAuthListener(ctx context.Context, cfg *config.OAuth, td spiffeid.TrustDomain, st *boltstore.Store,
+func newOAuthListener(ctx context.Context, cfg *config.OAuth, td spiffeid.TrustDomain, agents []agent.Agent, st *boltstore.Store,
 	spire jwtBundleFetcher, x509Bundles x509bundle.Source, log logrus.FieldLogger) (*oauthListener, error) {
 	log = log.WithField("subsystem", "oauth")
+	// Token exchange sub-delegates under the same declaration as
+	// CreateSubDelegation: sub-agents and scope ceilings.
+	declared, err := agent.NewSet(agents)
+	if err != nil {
+		return nil, err
+	}
 	keys, err := keyring.New(keyring.Config{
 		Store: st, RotationPeriod: cfg.RotationPeriod, PublishAhead: cfg.PublishAhead,
 		Retain: max(keyring.DefaultRetain, 2*cfg.MaxTokenTTL),
@@ -81,7 +88,7 @@ func newOAuthListener(ctx context.Context, cfg *config.OAuth, td spiffeid.TrustD
 	}
 	as, err := authserver.New(authserver.Config{
 		Issuer: cfg.Issuer, Resources: resources, Keys: keys, Store: st,
-		Bundles: bundles, X509Bundles: x509Bundles, TrustDomains: []spiffeid.TrustDomain{td},
+		Bundles: bundles, X509Bundles: x509Bundles, TrustDomains: []spiffeid.TrustDomain{td}, Agents: declared,
 		MaxTokenTTL: cfg.MaxTokenTTL, Log: log,
 	})
 	if err != nil {

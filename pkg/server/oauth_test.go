@@ -121,7 +121,7 @@ oauth:
 	log.Out = io.Discard
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	o, err := newOAuthListener(ctx, cfg.OAuth, td, st, fixedJWTBundle{bundle}, ca.Bundle(), log)
+	o, err := newOAuthListener(ctx, cfg.OAuth, td, nil, st, fixedJWTBundle{bundle}, ca.Bundle(), log)
 	if err != nil {
 		t.Fatal(err)
 	}

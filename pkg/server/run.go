@@ -159,7 +159,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 
 	var oauth *oauthListener
 	if cfg.OAuth != nil {
-		if oauth, err = newOAuthListener(ctx, cfg.OAuth, cfg.TrustDomain, st, spire, id, log); err != nil {
+		if oauth, err = newOAuthListener(ctx, cfg.OAuth, cfg.TrustDomain, cfg.Agents, st, spire, id, log); err != nil {
 			return fmt.Errorf("oauth: %w", err)
 		}
 		defer oauth.listener.Close()
