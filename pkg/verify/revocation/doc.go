@@ -19,11 +19,16 @@
 // after that every token issued under them has expired anyway. An id the
 // server sends without expires_at is remembered until the Watcher stops.
 //
-// The stream can break. The Watcher reconnects with backoff and resumes from
+// The stream can break. The Watcher follows it through agentid's one
+// WatchDelegations client (pkg/internal/delegationwatch, shared with the
+// composer plugin): it reconnects with jittered backoff and resumes from
 // the last revision it applied; when the server answers OUT_OF_RANGE (it no
-// longer holds that history) it takes a fresh snapshot, keeping what it knew
-// meanwhile. If nothing arrives for MaxStaleness (30 s, three heartbeats) it
-// fails closed: Revoked returns ErrStale and verifiers refuse delegated
-// tokens until the stream is back. OnStale: FailOpen trades that for
-// availability.
+// longer holds that history), or breaks the protocol (a change type this
+// client does not know among them), it takes a fresh snapshot, keeping what
+// it knew meanwhile. A stream silent for MaxStaleness is redialed. If
+// nothing arrives for MaxStaleness (30 s, three heartbeats) it fails
+// closed: Revoked returns ErrStale and verifiers refuse delegated tokens
+// until the stream is back; the backlog of a resumed stream does not count
+// as contact until the server's first heartbeat says it is all sent.
+// OnStale: FailOpen trades that for availability.
 package revocation

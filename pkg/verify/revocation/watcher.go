@@ -9,9 +9,8 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/internal/delegationwatch"
 	delegationv1 "github.com/agentid/agentid/proto/agentid/delegation/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Defaults filled in by New for zero Config fields.
@@ -169,133 +168,128 @@ func (w *Watcher) WaitForRevision(ctx context.Context, rev uint64) error {
 // Ready blocks until the first snapshot has been applied, or ctx ends.
 func (w *Watcher) Ready(ctx context.Context) error { return w.WaitForRevision(ctx, 0) }
 
-// Run follows the stream until ctx ends, reconnecting with backoff and
-// resuming from the last applied revision; it returns ctx's error.
+// Run follows the stream until ctx ends, through the shared watch client
+// (pkg/internal/delegationwatch): it reconnects with jittered backoff and
+// resumes from the last applied revision, takes a fresh snapshot after
+// OUT_OF_RANGE or a protocol violation (keeping the revocations it knew: a
+// revoked id never becomes valid again), and redials a stream silent for
+// MaxStaleness. It returns ctx's error.
 func (w *Watcher) Run(ctx context.Context) error {
-	backoff := w.config.MinBackoff
-	for {
-		progressed, err := w.watch(ctx)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if status.Code(err) == codes.OutOfRange || errors.Is(err, errResync) {
-			// The server cannot resume from our revision: start over with
-			// a snapshot. Known revocations stay until it arrives (a
-			// revoked id never becomes valid again).
-			w.mu.Lock()
-			w.revision = 0
-			w.mu.Unlock()
-		}
-		if progressed {
-			backoff = w.config.MinBackoff
-		}
-		w.config.Logger.Warn("Delegation watch stream ended", "error", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		backoff = min(2*backoff, w.config.MaxBackoff)
-	}
-}
-
-var errResync = errors.New("revocation: stream out of order, resynchronising")
-
-// watch runs one stream; progressed reports whether anything was applied.
-func (w *Watcher) watch(ctx context.Context) (progressed bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	w.mu.RLock()
-	since := w.revision
-	w.mu.RUnlock()
-	stream, err := w.config.Client.WatchDelegations(ctx, &delegationv1.WatchDelegationsRequest{SinceRevision: since, RevokedOnly: true})
+	c, err := delegationwatch.New(delegationwatch.Config[revokedID]{
+		Client:      w.config.Client,
+		Replica:     replica{w},
+		RevokedOnly: true,
+		// A stream silent for longer than the staleness bound is useless
+		// (Revoked fails closed on it): redial rather than wait for TCP.
+		IdleTimeout: w.config.MaxStaleness,
+		MinBackoff:  w.config.MinBackoff,
+		MaxBackoff:  w.config.MaxBackoff,
+		Clock:       w.config.Clock,
+		Ended: func(e delegationwatch.End) {
+			w.config.Logger.Warn("Delegation watch stream ended", "error", e.Err, "since_revision", e.Since,
+				"resync", e.Resync, "attempt", e.Attempt, "retry_in", e.Retry)
+		},
+	})
 	if err != nil {
-		return false, err
+		return err // New validated the same durations: unreachable
 	}
-	snapshotting := since == 0
-	staging := map[delegation.ID]time.Time{}
-	for {
-		msg, err := stream.Recv()
-		if err != nil {
-			return progressed, err
-		}
-		switch k := msg.GetKind().(type) {
-		case *delegationv1.WatchDelegationsResponse_Snapshot:
-			if !snapshotting {
-				return progressed, errResync
-			}
-			for _, d := range k.Snapshot.GetDelegations() {
-				if d.GetState() == delegationv1.State_STATE_REVOKED {
-					w.stage(staging, d)
-				}
-			}
-		case *delegationv1.WatchDelegationsResponse_SnapshotEnd:
-			if !snapshotting {
-				return progressed, errResync
-			}
-			snapshotting = false
-			w.apply(staging, k.SnapshotEnd.GetRevision(), true)
-			staging = map[delegation.ID]time.Time{}
-			progressed = true
-		case *delegationv1.WatchDelegationsResponse_Change:
-			c := k.Change
-			if snapshotting || c.GetType() == delegationv1.ChangeType_CHANGE_TYPE_UNSPECIFIED {
-				return progressed, errResync
-			}
-			if c.GetType() == delegationv1.ChangeType_CHANGE_TYPE_REVOKED {
-				w.stage(staging, c.GetDelegation())
-			}
-			w.apply(staging, c.GetRevision(), false)
-			clear(staging)
-			progressed = true
-		case *delegationv1.WatchDelegationsResponse_Progress:
-			if snapshotting {
-				continue // the replica is incomplete: no contact yet
-			}
-			w.apply(nil, k.Progress.GetRevision(), false)
-			progressed = true
-		default:
-			return progressed, errResync
-		}
-	}
+	return c.Run(ctx)
 }
 
-// stage adds a revoked delegation to a batch, skipping (and logging) one
-// whose id the server should never have sent. A revoked delegation without
-// a valid expires_at is kept for the watcher's lifetime (zero time: never
-// pruned): pruning it by an unknown expiry could make its tokens valid
-// again, and refusing the message would stall the whole stream on one
-// record.
-func (w *Watcher) stage(batch map[delegation.ID]time.Time, d *delegationv1.Delegation) {
+// revokedID is one revoked delegation of a snapshot or change: its id and
+// expiry (zero: unknown, never pruned).
+type revokedID struct {
+	id  delegation.ID
+	exp time.Time
+}
+
+// replica is the Watcher as the watch client sees it. Its methods run on
+// Run's goroutine.
+type replica struct{ w *Watcher }
+
+func (r replica) Resume() uint64 {
+	r.w.mu.RLock()
+	defer r.w.mu.RUnlock()
+	return r.w.revision
+}
+
+// Convert keeps the revoked delegations of a snapshot (revoked_only sends
+// no others).
+func (r replica) Convert(d *delegationv1.Delegation) (revokedID, bool) {
+	if d.GetState() != delegationv1.State_STATE_REVOKED {
+		return revokedID{}, false
+	}
+	return r.w.parse(d)
+}
+
+func (r replica) Install(snapshot []revokedID, revision uint64, now time.Time) {
+	r.w.apply(snapshot, revision, true, true, now)
+}
+
+// Apply takes a CREATED change as progress and a REVOKED one as a new
+// revoked id. Only a caught-up stream proves contact: a resumed stream's
+// backlog says nothing of what happened since.
+func (r replica) Apply(c *delegationv1.DelegationChange, caughtUp bool, now time.Time) error {
+	var batch []revokedID
+	if c.GetType() == delegationv1.ChangeType_CHANGE_TYPE_REVOKED {
+		if d, ok := r.w.parse(c.GetDelegation()); ok {
+			batch = append(batch, d)
+		}
+	}
+	r.w.apply(batch, c.GetRevision(), false, caughtUp, now)
+	return nil
+}
+
+func (r replica) Progress(revision uint64, now time.Time) {
+	r.w.apply(nil, revision, false, true, now)
+}
+
+// Reset forgets the revision, not the revoked ids: the next watch is a
+// fresh snapshot, merged into what is known.
+func (r replica) Reset() {
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	r.w.revision = 0
+}
+
+// parse returns a revoked delegation's id and expiry, skipping (and
+// logging) one whose id the server should never have sent: no token can
+// carry it. A revoked delegation without a valid expires_at is kept for the
+// watcher's lifetime (zero time: never pruned): pruning it by an unknown
+// expiry could make its tokens valid again, and refusing the message would
+// stall the whole stream on one record.
+func (w *Watcher) parse(d *delegationv1.Delegation) (revokedID, bool) {
 	id, err := delegation.ParseID(d.GetId())
 	if err != nil {
 		w.config.Logger.Error("Ignoring revoked delegation with malformed id", "error", err)
-		return
+		return revokedID{}, false
 	}
 	ts := d.GetExpiresAt()
 	if ts == nil || !ts.IsValid() || ts.GetSeconds() <= 0 {
 		w.config.Logger.Error("Revoked delegation has no expires_at: keeping it until restart", "id", id.String())
-		batch[id] = time.Time{}
-		return
+		return revokedID{id: id}, true
 	}
-	batch[id] = ts.AsTime()
+	return revokedID{id: id, exp: ts.AsTime()}, true
 }
 
-// apply merges batch into the revoked set and records contact at revision.
-func (w *Watcher) apply(batch map[delegation.ID]time.Time, revision uint64, snapshot bool) {
-	now := w.config.Clock()
+// apply merges batch into the revoked set, moves to revision (a snapshot
+// may set a lower one: a restored store), and records contact when the
+// stream is caught up.
+func (w *Watcher) apply(batch []revokedID, revision uint64, snapshot, contact bool, now time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, exp := range batch {
-		w.revoked[id] = exp
+	for _, d := range batch {
+		w.revoked[d.id] = d.exp
 	}
 	if snapshot || revision > w.revision {
 		w.revision = revision
 	}
-	w.ready = true
-	w.lastContact = now
+	if snapshot {
+		w.ready = true
+	}
+	if contact {
+		w.lastContact = now
+	}
 	if now.Sub(w.lastPrune) >= pruneInterval {
 		for id, exp := range w.revoked {
 			if !exp.IsZero() && now.After(exp.Add(w.config.Retention)) {

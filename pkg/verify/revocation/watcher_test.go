@@ -386,3 +386,34 @@ func TestRevokedWithoutExpiryIsKept(t *testing.T) {
 		t.Fatal("revoked id without expires_at was pruned")
 	}
 }
+
+// The backlog of a resumed watch does not prove the watcher current: only
+// the stream's first progress (everything up to now sent) does.
+func TestResumedBacklogIsNotContact(t *testing.T) {
+	f := newFixture(t, nil)
+	f.expectWatch(t, 0)
+	f.send(t, snapshotEnd(10))
+	f.waitRevision(t, 10)
+	f.send(t, status.Error(codes.Unavailable, "bye"))
+	f.expectWatch(t, 10)
+	f.advance(revocation.DefaultMaxStaleness + time.Second)
+	f.send(t, change(11, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, revoked(idA, f.now.Add(time.Hour))))
+	f.waitRevision(t, 11)
+	if _, err := f.w.Revoked(idA); !errors.Is(err, revocation.ErrStale) || err.Error() != "revocation: watch stream stale: silent for 31s, bound 30s" {
+		t.Fatalf("after a backlog change: %v", err)
+	}
+	f.send(t, progress(12))
+	f.waitRevision(t, 12)
+	if !isRevoked(t, f.w, idA) {
+		t.Fatal("backlog revocation lost")
+	}
+}
+
+// A stream silent for MaxStaleness is abandoned and redialed, resuming.
+func TestSilentStreamRedialed(t *testing.T) {
+	f := newFixture(t, func(c *revocation.Config) { c.MaxStaleness = 200 * time.Millisecond })
+	f.expectWatch(t, 0)
+	f.send(t, snapshotEnd(10))
+	f.waitRevision(t, 10)
+	f.expectWatch(t, 10)
+}

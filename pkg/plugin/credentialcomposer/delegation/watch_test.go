@@ -103,7 +103,7 @@ func TestWatchResyncsOnUnsafeChanges(t *testing.T) {
 		h := newHarness(t, srv, "")
 		h.waitRevision(t, 2)
 		srv.inject(changeOf(3, delegationv1.ChangeType_CHANGE_TYPE_REVOKED, &delegationv1.Delegation{Id: "nope"}))
-		wantErr := "composer: watch stream broke protocol: change at revision 3 names no valid delegation id"
+		wantErr := "delegationwatch: stream broke protocol: change at revision 3 names no valid delegation id"
 		if err := h.nextEnd(t); err == nil || err.Error() != wantErr {
 			t.Fatalf("stream ended with %v\nwant %s", err, wantErr)
 		}
@@ -119,7 +119,7 @@ func TestWatchResyncsOnUnsafeChanges(t *testing.T) {
 		h.waitRevision(t, 2)
 		h.waitRevision(t, srv.revoke(childID))
 		srv.inject(changeOf(4, delegationv1.ChangeType_CHANGE_TYPE_CREATED, pbDelegation(childID, rootID)))
-		wantErr := "composer: watch stream broke protocol: change at revision 4 reactivates revoked delegation " + childID
+		wantErr := "delegationwatch: stream broke protocol: change at revision 4 reactivates revoked delegation " + childID
 		if err := h.nextEnd(t); err == nil || err.Error() != wantErr {
 			t.Fatalf("stream ended with %v\nwant %s\n%s", err, wantErr, h.logs.String())
 		}
@@ -172,17 +172,17 @@ func TestWatchProtocolViolations(t *testing.T) {
 		wantErr string
 	}{
 		{"revision not increasing", change(2, delegationv1.ChangeType_CHANGE_TYPE_CREATED),
-			"composer: watch stream broke protocol: change revision 2 after revision 2"},
+			"delegationwatch: stream broke protocol: change revision 2 after revision 2"},
 		{"unspecified change type", change(3, delegationv1.ChangeType_CHANGE_TYPE_UNSPECIFIED),
-			"composer: watch stream broke protocol: change type CHANGE_TYPE_UNSPECIFIED at revision 3"},
+			"delegationwatch: stream broke protocol: change type CHANGE_TYPE_UNSPECIFIED at revision 3"},
 		{"snapshot after snapshot_end", &delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_Snapshot{
 			Snapshot: &delegationv1.SnapshotChunk{}}},
-			"composer: watch stream broke protocol: snapshot outside a fresh watch's snapshot"},
+			"delegationwatch: stream broke protocol: snapshot outside a fresh watch's snapshot"},
 		{"second snapshot_end", &delegationv1.WatchDelegationsResponse{Kind: &delegationv1.WatchDelegationsResponse_SnapshotEnd{
 			SnapshotEnd: &delegationv1.SnapshotEnd{Revision: 9}}},
-			"composer: watch stream broke protocol: snapshot_end outside a fresh watch"},
+			"delegationwatch: stream broke protocol: snapshot_end outside a fresh watch"},
 		{"empty message", &delegationv1.WatchDelegationsResponse{},
-			"composer: watch stream broke protocol: message of unknown kind"},
+			"delegationwatch: stream broke protocol: message of unknown kind"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -252,7 +252,7 @@ func TestWatchIdleTimeout(t *testing.T) {
 	h := newHarness(t, srv, "-")
 	h.plugin.tuning.idleTimeout = 100 * time.Millisecond
 	h.configure(t, "")
-	if err := h.nextEnd(t); err == nil || err.Error() != "composer: watch stream silent for 100ms" {
+	if err := h.nextEnd(t); err == nil || err.Error() != "delegationwatch: stream silent for 100ms" {
 		t.Fatalf("stream ended with %v", err)
 	}
 	// On a loaded machine a first stream may go silent before its snapshot
