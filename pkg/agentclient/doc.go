@@ -59,6 +59,22 @@
 // the same gRPC code, and the DelegatedTokens doc explains how, and how far,
 // they are told apart.
 //
+// # Access tokens for OAuth resource servers
+//
+// Services that do not speak SPIFFE (MCP servers, APIs that take OAuth
+// access tokens) get an RFC 9068 access token from agentid-server's
+// authorization server instead: AccessTokens posts the delegated JWT-SVID
+// (audience = the issuer) to the token endpoint named by the issuer's
+// metadata and caches the answer until half its life. Through
+// OAuthHTTPClient the agent presents its X509-SVID, and the token is bound
+// to it:
+//
+//	at, _ := agent.AccessTokens("https://agentid.example.com", agent.OAuthHTTPClient(nil))
+//	client := oauth2.NewClient(ctx, at.TokenSource(ctx, d.ID, "https://mcp.example.com/mcp", "campaigns:read"))
+//
+// Refusals wrap ErrDelegationDenied and an *oauth2.RetrieveError with the
+// RFC 6749 code (invalid_grant, invalid_scope, invalid_target).
+//
 // For agents that are not written in Go, cmd/agentid-sidecar offers the
 // same over a local HTTP API and an egress proxy (pkg/sidecar).
 package agentclient
