@@ -39,8 +39,8 @@ func NewPerRPCCredentials(tokens *DelegatedTokens, audience string, authorizer t
 	if tokens == nil {
 		return nil, fmt.Errorf("agentclient: invalid config: token source is required")
 	}
-	if audience == "" || len(audience) > maxAudienceLength {
-		return nil, fmt.Errorf("agentclient: invalid config: audience must be 1..%d bytes", maxAudienceLength)
+	if reason := audienceProblem(audience); reason != "" {
+		return nil, fmt.Errorf("agentclient: invalid config: audience: %s", reason)
 	}
 	if authorizer == nil {
 		return nil, fmt.Errorf("agentclient: invalid config: server authorizer is required")

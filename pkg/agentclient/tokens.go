@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/agentid/agentid/pkg/claims"
 	"github.com/agentid/agentid/pkg/delegation"
@@ -22,6 +26,46 @@ const DefaultMaxCachedTokens = 1024
 // token's audience is a SPIFFE ID or URL, and the sidecar passes agent input
 // here.
 const maxAudienceLength = 2048
+
+// CheckAudience returns an error wrapping ErrInvalidRequest, its text
+// "agentclient: invalid request: audience: <reason>", when aud cannot be
+// the audience of a delegated token: empty or longer than 2048 bytes, not
+// UTF-8, with a space or control character, a delegation marker (the
+// delegation is named by its id, never by an audience: SPIRE would be asked
+// for a token with two markers, which the composer refuses, and a caller
+// would see that refusal as SPIRE failing), or, holding a ':', not an
+// absolute URI (RFC 7519's StringOrURI). Token checks it, so an audience
+// SPIRE would refuse, or sign into a token no service accepts, is the
+// caller's error and never reaches the Workload API.
+func CheckAudience(aud string) error {
+	if reason := audienceProblem(aud); reason != "" {
+		return fmt.Errorf("%w: audience: %s", ErrInvalidRequest, reason)
+	}
+	return nil
+}
+
+func audienceProblem(aud string) string {
+	if aud == "" || len(aud) > maxAudienceLength {
+		return fmt.Sprintf("must be 1..%d bytes", maxAudienceLength)
+	}
+	if !utf8.ValidString(aud) {
+		return "is not valid UTF-8"
+	}
+	for i, r := range aud {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return fmt.Sprintf("has a space or control character at byte %d", i)
+		}
+	}
+	if strings.HasPrefix(aud, claims.MarkerPrefix) {
+		return "is a delegation marker (" + claims.MarkerPrefix + "…); name the delegation by its id instead"
+	}
+	if strings.Contains(aud, ":") {
+		if u, err := url.Parse(aud); err != nil || u.Scheme == "" {
+			return "has a ':' but is not an absolute URI, like spiffe://example.org/svc/crm or https://crm.example.org"
+		}
+	}
+	return ""
+}
 
 // expiryMargin is how long before its exp a cached token is no longer
 // handed out, even as a fallback: the receiver needs time to check it.
@@ -159,8 +203,8 @@ func (t *DelegatedTokens) Token(ctx context.Context, id delegation.ID, audience 
 	if id.IsZero() {
 		return Token{}, fmt.Errorf("%w: delegation id is required", ErrInvalidRequest)
 	}
-	if audience == "" || len(audience) > maxAudienceLength {
-		return Token{}, fmt.Errorf("%w: audience must be 1..%d bytes", ErrInvalidRequest, maxAudienceLength)
+	if err := CheckAudience(audience); err != nil {
+		return Token{}, err
 	}
 	key := tokenKey{id: id, audience: audience}
 	t.mu.Lock()

@@ -123,17 +123,37 @@ func TestTokenErrors(t *testing.T) {
 		{"zero id", delegation.ID{}, audience, false, agentclient.ErrInvalidRequest,
 			"agentclient: invalid request: delegation id is required"},
 		{"empty audience", unknown, "", false, agentclient.ErrInvalidRequest,
-			"agentclient: invalid request: audience must be 1..2048 bytes"},
+			"agentclient: invalid request: audience: must be 1..2048 bytes"},
 		{"long audience", unknown, strings.Repeat("a", 2049), false, agentclient.ErrInvalidRequest,
-			"agentclient: invalid request: audience must be 1..2048 bytes"},
+			"agentclient: invalid request: audience: must be 1..2048 bytes"},
+		// Malformed audiences are the caller's error, never a fetch: a
+		// marker one reached SPIRE, whose refusal read as unavailable (503).
+		{"marker audience", unknown, claims.Marker(unknown), false, agentclient.ErrInvalidRequest,
+			"agentclient: invalid request: audience: is a delegation marker (urn:agentid:delegation:…); name the delegation by its id instead"},
+		{"audience with a space", unknown, "spiffe://example.org/svc/crm x", false, agentclient.ErrInvalidRequest,
+			"agentclient: invalid request: audience: has a space or control character at byte 28"},
+		{"audience with a newline", unknown, "crm\n", false, agentclient.ErrInvalidRequest,
+			"agentclient: invalid request: audience: has a space or control character at byte 3"},
+		{"audience with NUL", unknown, "crm\x00", false, agentclient.ErrInvalidRequest,
+			"agentclient: invalid request: audience: has a space or control character at byte 3"},
+		{"audience not UTF-8", unknown, "crm\xff", false, agentclient.ErrInvalidRequest,
+			"agentclient: invalid request: audience: is not valid UTF-8"},
+		{"audience with ':' not a URI", unknown, "127.0.0.1:8443", false, agentclient.ErrInvalidRequest,
+			"agentclient: invalid request: audience: has a ':' but is not an absolute URI, like spiffe://example.org/svc/crm or https://crm.example.org"},
+		{"audience with a scheme and no ':'", unknown, "://crm", false, agentclient.ErrInvalidRequest,
+			"agentclient: invalid request: audience: has a ':' but is not an absolute URI, like spiffe://example.org/svc/crm or https://crm.example.org"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f.auth.SetServerDown(tt.down)
 			defer f.auth.SetServerDown(false)
+			fetches := f.wl.JWTFetches()
 			_, err := f.agent.Tokens().Token(ctx, tt.id, tt.audience)
 			if !errors.Is(err, tt.want) || err.Error() != tt.wantText {
 				t.Fatalf("err = %v\nwant %s (%v)", err, tt.wantText, tt.want)
+			}
+			if errors.Is(tt.want, agentclient.ErrInvalidRequest) && f.wl.JWTFetches() != fetches {
+				t.Fatal("an invalid request reached the Workload API")
 			}
 			if f.agent.Tokens().Len() != 0 {
 				t.Fatalf("a failed fetch left %d cached tokens", f.agent.Tokens().Len())

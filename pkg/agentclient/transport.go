@@ -76,8 +76,8 @@ func NewTransport(config TransportConfig) (*Transport, error) {
 		return nil, fmt.Errorf("agentclient: invalid config: bundle source is required")
 	case config.Authorizer == nil:
 		return nil, fmt.Errorf("agentclient: invalid config: authorizer is required (which server SPIFFE ID is expected?)")
-	case config.Tokens != nil && (config.Audience == "" || len(config.Audience) > maxAudienceLength):
-		return nil, fmt.Errorf("agentclient: invalid config: audience must be 1..%d bytes", maxAudienceLength)
+	case config.Tokens != nil && audienceProblem(config.Audience) != "":
+		return nil, fmt.Errorf("agentclient: invalid config: audience: %s", audienceProblem(config.Audience))
 	case config.MaxIdleConnsPerHost < 0:
 		return nil, fmt.Errorf("agentclient: invalid config: max idle connections %d is negative", config.MaxIdleConnsPerHost)
 	}

@@ -153,7 +153,7 @@ func TestNewTransportValidates(t *testing.T) {
 		{"no authorizer", agentclient.TransportConfig{SVIDs: src, Bundles: f.agent.Bundles()},
 			"agentclient: invalid config: authorizer is required (which server SPIFFE ID is expected?)"},
 		{"tokens without audience", agentclient.TransportConfig{SVIDs: src, Bundles: f.agent.Bundles(), Authorizer: tlsconfig.AuthorizeAny(), Tokens: f.agent.Tokens()},
-			"agentclient: invalid config: audience must be 1..2048 bytes"},
+			"agentclient: invalid config: audience: must be 1..2048 bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -133,13 +133,14 @@ func (s *Sidecar) counted(op string, h func(http.ResponseWriter, *http.Request) 
 
 // guard refuses what a browser could send: the API is reachable from the
 // agent's network namespace, and a web page the agent (or a tool of it)
-// opens must not be able to use it. A request with an Origin header, or for
-// a Host that is not a loopback name (DNS rebinding), is refused.
+// opens must not be able to use it. A request a browser made for a page
+// (browserRequest), or for a Host that is not a loopback name (DNS
+// rebinding), is refused.
 func (s *Sidecar) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Origin") != "" {
+		if msg := browserRequest(r.Header); msg != "" {
 			s.metrics.apiRefused.Inc()
-			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: requests with an Origin header are refused")
+			writeError(w, http.StatusForbidden, codeBrowserRefused, msg)
 			return
 		}
 		if s.config.Listen.network == "tcp" && !loopbackHost(r.Host) {
@@ -197,6 +198,10 @@ func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) string {
 	if err != nil {
 		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation: "+err.Error())
 	}
+	if err := agentclient.CheckAudience(q.Get("audience")); err != nil {
+		// The caller's error (400), not SPIRE's (503, retried forever).
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: "+audienceReason(err))
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
 	defer cancel()
 	tok, err := s.agent.Tokens().Token(ctx, id, q.Get("audience"))
@@ -205,6 +210,11 @@ func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) string {
 	}
 	writeJSON(w, http.StatusOK, TokenResponse{Token: tok.Value, Audience: tok.Audience, Delegation: id.String(), ExpiresAt: tok.ExpiresAt.UTC()})
 	return outcomeOK
+}
+
+// audienceReason is agentclient.CheckAudience's error as "audience: <reason>".
+func audienceReason(err error) string {
+	return strings.TrimPrefix(err.Error(), agentclient.ErrInvalidRequest.Error()+": ")
 }
 
 // tokenError answers a failed token fetch (403 denied, 503 SPIRE) and

@@ -114,7 +114,20 @@ func TestAPIRefuses(t *testing.T) {
 		{"token unknown delegation", "GET", "/v1/token?" + aud + "&delegation=" + unknown, nil, nil, 403, "delegation_denied",
 			"agentclient: fetch token under " + unknown + ": agentclient: delegation denied: composer: unknown delegation: " + unknown},
 		{"token audience too long", "GET", "/v1/token?audience=" + strings.Repeat("a", 2049) + "&delegation=" + id, nil, nil, 400, "invalid_request",
-			"agentclient: invalid request: audience must be 1..2048 bytes"},
+			"sidecar: audience: must be 1..2048 bytes"},
+		// Malformed audiences are the caller's error (400), not SPIRE's
+		// (503, which clients retry): a marker audience reached SPIRE,
+		// whose composer refused two markers.
+		{"token marker audience", "GET", "/v1/token?audience=urn:agentid:delegation:" + unknown + "&delegation=" + id, nil, nil, 400, "invalid_request",
+			"sidecar: audience: is a delegation marker (urn:agentid:delegation:…); name the delegation by its id instead"},
+		{"token audience with a space", "GET", "/v1/token?audience=crm%20x&delegation=" + id, nil, nil, 400, "invalid_request",
+			"sidecar: audience: has a space or control character at byte 3"},
+		{"token audience with a control character", "GET", "/v1/token?audience=crm%07&delegation=" + id, nil, nil, 400, "invalid_request",
+			"sidecar: audience: has a space or control character at byte 3"},
+		{"token audience not UTF-8", "GET", "/v1/token?audience=crm%FF&delegation=" + id, nil, nil, 400, "invalid_request",
+			"sidecar: audience: is not valid UTF-8"},
+		{"token audience neither name nor URI", "GET", "/v1/token?audience=127.0.0.1:8443&delegation=" + id, nil, nil, 400, "invalid_request",
+			"sidecar: audience: has a ':' but is not an absolute URI, like spiffe://example.org/svc/crm or https://crm.example.org"},
 		{"create missing fields", "POST", "/v1/delegations", `{}`, nil, 400, "invalid_request",
 			"sidecar: missing fields: user_token, scopes, ttl"},
 		{"create unknown field", "POST", "/v1/delegations", create(`,"admin":true`), nil, 400, "invalid_request",
@@ -156,14 +169,22 @@ func TestAPIRefuses(t *testing.T) {
 			"sidecar: Content-Type must be application/json"},
 		{"browser origin", "GET", "/v1/token?" + aud + "&delegation=" + id, nil, []string{"Origin: https://evil.example"}, 403, "browser_request_refused",
 			"sidecar: requests with an Origin header are refused"},
+		{"browser cross-site", "GET", "/v1/identity", nil, []string{"Sec-Fetch-Site: cross-site"}, 403, "browser_request_refused",
+			`sidecar: requests with Sec-Fetch-Site "cross-site" are refused: a browser sent it for a web page`},
+		{"browser same-site", "GET", "/v1/identity", nil, []string{"Sec-Fetch-Site: same-site"}, 403, "browser_request_refused",
+			`sidecar: requests with Sec-Fetch-Site "same-site" are refused: a browser sent it for a web page`},
 		{"rebound host", "GET", "/v1/identity", nil, []string{"Host: evil.example:15080"}, 403, "browser_request_refused",
 			"sidecar: Host must be a loopback address or localhost"},
 		{"unknown path", "GET", "/v1/nothing", nil, nil, 404, "not_found", "sidecar: no such endpoint"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			fetches := f.wl.JWTFetches()
 			r := f.do(t, tt.method, f.api+tt.path, tt.body, tt.headers...)
 			e := r.errorBody(t)
+			if tt.code == "invalid_request" && f.wl.JWTFetches() != fetches {
+				t.Fatal("a refused token request reached the Workload API")
+			}
 			if r.status != tt.status || e.Error != tt.code || (tt.message != "" && e.Message != tt.message) {
 				t.Fatalf("got %d %s\nwant %d %s %s", r.status, r.body, tt.status, tt.code, tt.message)
 			}

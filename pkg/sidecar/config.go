@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentid/agentid/pkg/agentclient"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"gopkg.in/yaml.v3"
 )
@@ -127,10 +128,11 @@ type ServerConfig struct {
 
 // Route is one upstream of the egress proxy.
 type Route struct {
-	// Name is matched against the request's host (without port), like
-	// each of Hosts. Lower case.
+	// Name is matched against the request's host and port, like each of
+	// Hosts: a lower-case host name, optionally with ":port"; without one
+	// it is port 80 (the agent's http://name/), never any port.
 	Name string
-	// Hosts are further host names routed here. Lower case.
+	// Hosts are further host names (or host:port) routed here.
 	Hosts []string
 	// Upstream is the upstream's host:port, dialled with mTLS.
 	Upstream string
@@ -196,6 +198,23 @@ func yamlError(err error) string {
 }
 
 var routeName = regexp.MustCompile(`^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$`)
+
+// checkRouteHost checks a route's name or one of its hosts: a lower-case
+// host name, optionally with a port (without one it is port 80), and
+// returns the host:port requests are matched by.
+func checkRouteHost(s string) (string, bool) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host = s
+	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || port != strconv.FormatUint(n, 10) {
+		return "", false
+	}
+	if !routeName.MatchString(host) {
+		return "", false
+	}
+	key, err := routeKey(s, "http")
+	return key, err == nil
+}
 
 func (f file) build() (Config, error) {
 	var errs []string
@@ -264,15 +283,16 @@ func (f file) build() (Config, error) {
 			if j > 0 {
 				field = fmt.Sprintf("%s.hosts[%d]", key, j-1)
 			}
-			if !routeName.MatchString(h) {
-				bad("%s: %q is not a lower-case host name", field, h)
+			k, ok := checkRouteHost(h)
+			if !ok {
+				bad("%s: %q is not a lower-case host name or host:port", field, h)
 				continue
 			}
-			if prev, dup := seen[h]; dup {
+			if prev, dup := seen[k]; dup {
 				bad("%s: %q is already routed by %s", field, h, prev)
 				continue
 			}
-			seen[h] = field
+			seen[k] = field
 			if j > 0 {
 				route.Hosts = append(route.Hosts, h)
 			}
@@ -286,8 +306,8 @@ func (f file) build() (Config, error) {
 		if route.Audience == "" && !route.SPIFFEID.IsZero() {
 			route.Audience = route.SPIFFEID.String()
 		}
-		if len(route.Audience) > 2048 {
-			bad("%s.audience: longer than 2048 bytes", key)
+		if err := agentclient.CheckAudience(route.Audience); route.Audience != "" && err != nil {
+			bad("%s.%s", key, audienceReason(err))
 		}
 		c.Routes = append(c.Routes, route)
 	}
@@ -374,9 +394,22 @@ func (c *Config) check() error {
 	if c.Server.Address != "" && c.Server.SPIFFEID.IsZero() {
 		bad("server.spiffe_id: required with server.address")
 	}
+	seen := map[string]string{} // host:port → the field that routes it
 	for i, r := range c.Routes {
-		if !routeName.MatchString(r.Name) {
-			bad("routes[%d].name: %q is not a lower-case host name", i, r.Name)
+		for j, h := range append([]string{r.Name}, r.Hosts...) {
+			field := fmt.Sprintf("routes[%d].name", i)
+			if j > 0 {
+				field = fmt.Sprintf("routes[%d].hosts[%d]", i, j-1)
+			}
+			k, ok := checkRouteHost(h)
+			switch prev, dup := seen[k]; {
+			case !ok:
+				bad("%s: %q is not a lower-case host name or host:port", field, h)
+			case dup:
+				bad("%s: %q is already routed by %s", field, h, prev)
+			default:
+				seen[k] = field
+			}
 		}
 		if host, port, err := net.SplitHostPort(r.Upstream); err != nil || host == "" || port == "" {
 			bad("routes[%d].upstream: %q is not host:port", i, r.Upstream)
@@ -384,8 +417,8 @@ func (c *Config) check() error {
 		if r.SPIFFEID.IsZero() {
 			bad("routes[%d].spiffe_id: required", i)
 		}
-		if len(r.Audience) > 2048 {
-			bad("routes[%d].audience: longer than 2048 bytes", i)
+		if err := agentclient.CheckAudience(r.Audience); err != nil && !r.SPIFFEID.IsZero() {
+			bad("routes[%d].%s", i, audienceReason(err))
 		}
 	}
 	if !c.ProxyListen.IsZero() && len(c.Routes) == 0 {

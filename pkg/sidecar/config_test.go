@@ -96,8 +96,20 @@ func TestParseConfigRejects(t *testing.T) {
 			"sidecar: invalid config: routes: set proxy_listen, or the routes are never used", false},
 		{"proxy without routes", "proxy_listen: 127.0.0.1:1\n", "sidecar: invalid config: proxy_listen: the proxy has no routes", false},
 		{"route problems", "proxy_listen: 127.0.0.1:1\nroutes:\n  - name: CRM\n    hosts: [a]\n    upstream: crm\n  - name: a\n    upstream: a:1\n    spiffe_id: spiffe://example.org/a\n",
-			`sidecar: invalid config: routes[0].name: "CRM" is not a lower-case host name; routes[0].upstream: "crm" is not host:port; ` +
+			`sidecar: invalid config: routes[0].name: "CRM" is not a lower-case host name or host:port; routes[0].upstream: "crm" is not host:port; ` +
 				`routes[0].spiffe_id: cannot be empty; routes[1].name: "a" is already routed by routes[0].hosts[0]`, false},
+		{"route hosts with ports", "proxy_listen: 127.0.0.1:1\nroutes:\n  - name: crm\n    hosts: [\"crm:80\", \"crm:0\", \"crm:080\", \"crm:65536\", \"crm:\", \":8080\", \"crm:8080\"]\n" +
+			"    upstream: crm:1\n    spiffe_id: spiffe://example.org/a\n  - name: crm.example.org:8080\n    hosts: [\"crm:8080\"]\n    upstream: a:1\n    spiffe_id: spiffe://example.org/a\n",
+			`sidecar: invalid config: routes[0].hosts[0]: "crm:80" is already routed by routes[0].name; routes[0].hosts[1]: "crm:0" is not a lower-case host name or host:port; ` +
+				`routes[0].hosts[2]: "crm:080" is not a lower-case host name or host:port; routes[0].hosts[3]: "crm:65536" is not a lower-case host name or host:port; ` +
+				`routes[0].hosts[4]: "crm:" is not a lower-case host name or host:port; routes[0].hosts[5]: ":8080" is not a lower-case host name or host:port; ` +
+				`routes[1].hosts[0]: "crm:8080" is already routed by routes[0].hosts[6]`, false},
+		{"route audiences", "proxy_listen: 127.0.0.1:1\nroutes:\n  - name: a\n    upstream: a:1\n    spiffe_id: spiffe://example.org/a\n    audience: urn:agentid:delegation:dlg_01jd0000000000000000000000\n" +
+			"  - name: b\n    upstream: b:1\n    spiffe_id: spiffe://example.org/b\n    audience: \"crm \"\n" +
+			"  - name: c\n    upstream: c:1\n    spiffe_id: spiffe://example.org/c\n    audience: \"127.0.0.1:8443\"\n",
+			"sidecar: invalid config: routes[0].audience: is a delegation marker (urn:agentid:delegation:…); name the delegation by its id instead; " +
+				"routes[1].audience: has a space or control character at byte 3; " +
+				"routes[2].audience: has a ':' but is not an absolute URI, like spiffe://example.org/svc/crm or https://crm.example.org", false},
 		{"body limit", "max_body_bytes: 10\n", "sidecar: invalid config: max_body_bytes: 10 outside 1024..16777216", false},
 		{"proxy body limit", "proxy_max_body_bytes: 1023\n", "sidecar: invalid config: proxy_max_body_bytes: 1023 outside 1024..1073741824", false},
 		{"proxy body limit too high", "proxy_max_body_bytes: 1073741825\n",

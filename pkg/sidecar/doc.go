@@ -31,9 +31,10 @@
 // or a loopback address: ParseListenAddr refuses everything else, host
 // names included, and the bound address is checked again after binding.
 // Loopback TCP (the default) is open to every local user: fine in a pod, a
-// unix socket anywhere else. Requests carrying an Origin header (API and
-// proxy) or a non-loopback Host (API) are refused, so a web page the agent
-// opens cannot drive the sidecar (CSRF, DNS rebinding). Request
+// unix socket anywhere else. Requests carrying an Origin header or a
+// Sec-Fetch-Site other than "none" (API and proxy) or a non-loopback Host
+// (API) are refused, so a web page the agent opens cannot drive the sidecar
+// (CSRF, DNS rebinding). Proxy routes match host and port. Request
 // bodies are bounded and decoded strictly. User tokens are forwarded to
 // agentid-server and never logged or echoed.
 //

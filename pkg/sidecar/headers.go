@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 )
@@ -124,4 +125,39 @@ func stripHeaders(h http.Header) {
 			delete(h, k)
 		}
 	}
+}
+
+// browserRequest returns why a request with header h was made by a browser
+// for a web page, or "" when it was not. The API and the proxy act as the
+// agent for whoever reaches them, and a page the agent (or a tool of it)
+// opens must not: it could read the API's answers, or send requests under a
+// delegation through the proxy.
+//
+//   - An Origin header, whatever its value: browsers send it on every
+//     cross-origin request and on same-origin ones other than GET and HEAD.
+//   - Sec-Fetch-Site (Fetch Metadata) with any value but "none": browsers
+//     send it with every request, Origin or not (a cross-site <img>, a link
+//     the page navigates to), so it catches the GETs Origin misses.
+//     "cross-site" is a page of another site; "same-site" is another origin
+//     of the same site (a sibling subdomain or port: another application,
+//     often another owner, user content); "same-origin" is a page the
+//     upstream served through the proxy, whose scripts would otherwise run
+//     with the agent's delegation, as the Origin rule refuses whatever the
+//     origin. Only "none", a request the user (or the automation driving the
+//     browser) started by typing or opening the URL, is no page's. A value
+//     not in the standard is refused too.
+//
+// Browsers send fetch metadata only to potentially trustworthy URLs (https,
+// localhost), so over plain http to a route name only Origin is seen: this
+// is a second check, not a reason to let a browser use the proxy.
+func browserRequest(h http.Header) string {
+	if h.Get("Origin") != "" {
+		return "sidecar: requests with an Origin header are refused"
+	}
+	for _, v := range h.Values("Sec-Fetch-Site") {
+		if !strings.EqualFold(strings.TrimSpace(v), "none") {
+			return fmt.Sprintf("sidecar: requests with Sec-Fetch-Site %q are refused: a browser sent it for a web page", truncate(v))
+		}
+	}
+	return ""
 }

@@ -105,3 +105,24 @@ func FuzzStrippedFamilySpelling(f *testing.F) {
 		}
 	})
 }
+
+// FuzzRouteKey: a request's Host is the agent's (or a page's) input. The key
+// is lower case, has a port 1..65535, and keys to itself.
+func FuzzRouteKey(f *testing.F) {
+	for _, s := range []string{"crm", "CRM:80", "crm:080", "[::1]:8080", "crm:", ":80", "crm:65536", "a:b:c", "[::1", "crm.internal:8080"} {
+		f.Add(s, "http")
+	}
+	f.Add("crm", "https")
+	f.Fuzz(func(t *testing.T, host, scheme string) {
+		k, err := routeKey(host, scheme)
+		if err != nil {
+			return
+		}
+		if k != strings.ToLower(k) {
+			t.Fatalf("routeKey(%q) = %q: not lower case", host, k)
+		}
+		if again, err := routeKey(k, "none"); err != nil || again != k {
+			t.Fatalf("routeKey(%q) = %q, which keys to %q, %v", host, k, again, err)
+		}
+	})
+}

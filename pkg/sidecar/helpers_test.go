@@ -201,7 +201,7 @@ server:
   spiffe_id: %s
 routes:
   - name: crm
-    hosts: [crm.example.org]
+    hosts: [crm.example.org, "crm.internal:8080"]
     upstream: %s
     spiffe_id: %s
   - name: impostor

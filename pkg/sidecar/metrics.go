@@ -73,7 +73,7 @@ func newMetrics(s *Sidecar) (*metrics, error) {
 	}, []string{"operation", "outcome"})
 	m.apiRefused = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "agentid_sidecar_api_browser_requests_refused_total",
-		Help: "Local API requests refused as a browser's (Origin header or non-loopback Host), any endpoint.",
+		Help: "Local API requests refused as a browser's (Origin, Sec-Fetch-Site or non-loopback Host), any endpoint.",
 	})
 	m.proxied = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agentid_sidecar_proxy_requests_total",

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -104,15 +105,19 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 			ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		}
 		for _, host := range append([]string{r.Name}, r.Hosts...) {
-			routes[host] = h
+			key, err := routeKey(host, "http")
+			if err != nil {
+				return nil, fmt.Errorf("%w: routes: %v", ErrInvalidConfig, err)
+			}
+			routes[key] = h
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// As for the API: a web page the agent opens must not be able to
 		// send requests on the agent's identity through the proxy.
-		if req.Header.Get("Origin") != "" {
+		if msg := browserRequest(req.Header); msg != "" {
 			s.metrics.unrouted[codeBrowserRefused].Inc()
-			writeError(w, http.StatusForbidden, codeBrowserRefused, "sidecar: requests with an Origin header are refused")
+			writeError(w, http.StatusForbidden, codeBrowserRefused, msg)
 			return
 		}
 		if req.Method == http.MethodConnect {
@@ -120,16 +125,15 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 			writeError(w, http.StatusMethodNotAllowed, codeConnectUnsupported, "sidecar: CONNECT is not supported; send plain HTTP and the proxy upgrades it to mTLS")
 			return
 		}
-		host := req.Host
+		host, scheme := req.Host, "http"
 		if req.URL.IsAbs() {
-			host = req.URL.Host // absolute-form, as from HTTP_PROXY clients
+			host, scheme = req.URL.Host, req.URL.Scheme // absolute-form, as from HTTP_PROXY clients
 		}
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		host = strings.ToLower(host)
-		h, ok := routes[host]
-		if !ok {
+		// Host and port: a route for crm is not one for crm:9000, which may
+		// be another service the agent never meant to send a token to.
+		key, err := routeKey(host, scheme)
+		h, ok := routes[key]
+		if err != nil || !ok {
 			s.metrics.unrouted[codeUnknownRoute].Inc()
 			writeError(w, http.StatusBadGateway, codeUnknownRoute, fmt.Sprintf("sidecar: no route for host %q", truncate(host)))
 			return
@@ -153,6 +157,40 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 		}
 		h.rp.ServeHTTP(w, req.WithContext(ctx))
 	}), nil
+}
+
+// routeKey is the host:port a proxied request for host (a Host header or
+// an absolute URL's host, with or without a port) is routed by: the host
+// in lower case, the port as given or else scheme's default (80 for http,
+// the agent's plain connection to the proxy; 443 for https). A route's
+// name or host is keyed the same way, so "crm" routes http://crm/ and
+// http://crm:80/ but not http://crm:9000/.
+func routeKey(host, scheme string) (string, error) {
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = host, ""
+		if strings.Contains(host, ":") { // a port we cannot split, "[::1", "a:b:c"
+			return "", fmt.Errorf("%q is not host or host:port", truncate(host))
+		}
+	}
+	if port == "" {
+		switch strings.ToLower(scheme) {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		default:
+			return "", fmt.Errorf("%q: no default port for scheme %q", truncate(host), truncate(scheme))
+		}
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return "", fmt.Errorf("%q: port must be 1..65535", truncate(host))
+	}
+	if h == "" {
+		return "", fmt.Errorf("%q has no host", truncate(host))
+	}
+	return net.JoinHostPort(strings.ToLower(h), strconv.FormatUint(p, 10)), nil
 }
 
 // proxyError answers a request the proxy could not complete, and counts it.

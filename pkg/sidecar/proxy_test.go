@@ -91,6 +91,26 @@ func TestProxyRefuses(t *testing.T) {
 		{"browser origin", "GET", []string{"Host: crm", "X-Agentid-Delegation: " + id, "Origin: https://evil.example"}, false, 403, "browser_request_refused",
 			"sidecar: requests with an Origin header are refused"},
 		{"upstream down", "GET", []string{"Host: down", "X-Agentid-Delegation: " + id}, false, 502, "upstream_error", ""},
+		// Fetch metadata: a browser's request for a page, without Origin.
+		{"browser cross-site", "GET", []string{"Host: crm", "X-Agentid-Delegation: " + id, "Sec-Fetch-Site: cross-site"}, false, 403, "browser_request_refused",
+			`sidecar: requests with Sec-Fetch-Site "cross-site" are refused: a browser sent it for a web page`},
+		{"browser same-site", "GET", []string{"Host: crm", "X-Agentid-Delegation: " + id, "Sec-Fetch-Site: same-site"}, false, 403, "browser_request_refused",
+			`sidecar: requests with Sec-Fetch-Site "same-site" are refused: a browser sent it for a web page`},
+		{"browser same-origin", "POST", []string{"Host: crm", "X-Agentid-Delegation: " + id, "Sec-Fetch-Site: Same-Origin"}, false, 403, "browser_request_refused",
+			`sidecar: requests with Sec-Fetch-Site "Same-Origin" are refused: a browser sent it for a web page`},
+		{"browser unknown fetch site", "GET", []string{"Host: crm", "X-Agentid-Delegation: " + id, "Sec-Fetch-Site: none", "Sec-Fetch-Site: x"}, false, 403, "browser_request_refused",
+			`sidecar: requests with Sec-Fetch-Site "x" are refused: a browser sent it for a web page`},
+		// Routes match host and port: crm is crm:80, never crm:any.
+		{"route on another port", "GET", []string{"Host: crm:9000", "X-Agentid-Delegation: " + id}, false, 502, "unknown_route",
+			`sidecar: no route for host "crm:9000"`},
+		{"route host without its port", "GET", []string{"Host: crm.internal", "X-Agentid-Delegation: " + id}, false, 502, "unknown_route",
+			`sidecar: no route for host "crm.internal"`},
+		{"route port zero", "GET", []string{"Host: crm:0", "X-Agentid-Delegation: " + id}, false, 502, "unknown_route",
+			`sidecar: no route for host "crm:0"`},
+		{"route port out of range", "GET", []string{"Host: crm:65616", "X-Agentid-Delegation: " + id}, false, 502, "unknown_route",
+			`sidecar: no route for host "crm:65616"`},
+		{"route port that is not a number", "GET", []string{"Host: crm:http", "X-Agentid-Delegation: " + id}, false, 502, "unknown_route",
+			`sidecar: no route for host "crm:http"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,6 +126,42 @@ func TestProxyRefuses(t *testing.T) {
 				t.Fatal("a refused request reached an upstream")
 			}
 		})
+	}
+}
+
+// TestProxyRoutesHostAndPort: the spellings of a route's host and port
+// that reach it, and the fetch metadata of a request no page made.
+func TestProxyRoutesHostAndPort(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	for _, hdrs := range [][]string{
+		{"Host: crm"}, {"Host: crm:80"}, {"Host: CRM"}, {"Host: crm:080"}, {"Host: crm.example.org:80"},
+		{"Host: crm.internal:8080"}, {"Host: Crm.Internal:8080"},
+		{"Host: crm", "Sec-Fetch-Site: none"}, {"Host: crm", "Sec-Fetch-Site: None"},
+	} {
+		t.Run(strings.Join(hdrs, ", "), func(t *testing.T) {
+			r := f.do(t, "GET", f.proxy+"/x", nil, append(hdrs, "X-Agentid-Delegation: "+id)...)
+			var got seen
+			if r.decode(t, &got); r.status != 200 || got.User != "alice" {
+				t.Fatalf("got %d %s", r.status, r.body)
+			}
+		})
+	}
+	// Absolute-form, as HTTP_PROXY clients send it: the port is the URL's.
+	pu, _ := url.Parse(f.proxy)
+	client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(pu)}, Timeout: 10 * time.Second}
+	for u, want := range map[string]int{"http://crm/x": 200, "http://crm.internal:8080/x": 200, "http://crm:8080/x": 502, "http://crm.internal/x": 502} {
+		req, _ := http.NewRequest("GET", u, nil)
+		req.Header.Set("X-Agentid-Delegation", id)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: got %d %s, want %d", u, resp.StatusCode, body, want)
+		}
 	}
 }
 

@@ -240,6 +240,11 @@ func TestStartValidatesCodeConfig(t *testing.T) {
 			"sidecar: invalid config: server.spiffe_id: required with server.address"},
 		{"route without id", sidecar.Config{Listen: listen, ProxyListen: proxy, Routes: []sidecar.Route{{Name: "crm", Upstream: "127.0.0.1:1"}}},
 			"sidecar: invalid config: routes[0].spiffe_id: required"},
+		{"routes for one host and port", sidecar.Config{Listen: listen, ProxyListen: proxy, Routes: []sidecar.Route{
+			{Name: "crm", Upstream: "127.0.0.1:1", SPIFFEID: servertest.Verifier},
+			{Name: "crm:80", Hosts: []string{"crm:8080", "CRM:8081"}, Upstream: "127.0.0.1:1", SPIFFEID: servertest.Verifier, Audience: "a b"}}},
+			`sidecar: invalid config: routes[1].name: "crm:80" is already routed by routes[0].name; routes[1].hosts[1]: "CRM:8081" is not a lower-case host name or host:port; ` +
+				"routes[1].audience: has a space or control character at byte 1"},
 		{"proxy without routes", sidecar.Config{Listen: listen, ProxyListen: proxy},
 			"sidecar: invalid config: proxy_listen: the proxy has no routes"},
 	}
