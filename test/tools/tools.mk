@@ -8,7 +8,7 @@
 
 TOOLS_BUILD := $(CURDIR)/test/tools/build.sh
 
-.PHONY: tools tools-spire tools-hydra
+.PHONY: tools tools-spire tools-hydra tools-kube
 tools: ## build SPIRE and Hydra for the end-to-end tests into ./bin (skipped when up to date)
 	GO=$(GO) $(TOOLS_BUILD) all
 
@@ -17,3 +17,8 @@ tools-spire: ## build spire-server, spire-agent, oidc-discovery-provider into ./
 
 tools-hydra: ## build Ory Hydra (sqlite tag, DSN=memory) into ./bin/hydra
 	GO=$(GO) $(TOOLS_BUILD) hydra
+
+tools-kube: ## build etcd, CoreDNS and the Kubernetes v1.37.2 programs for test/cluster into ./bin/{etcd,coredns,kube} (first build ~15 min on 2 cores)
+	GO=$(GO) $(TOOLS_BUILD) etcd
+	GO=$(GO) $(TOOLS_BUILD) coredns
+	GO=$(GO) $(TOOLS_BUILD) kube
