@@ -28,6 +28,10 @@ type Identity struct {
 	IssuedAt, Expiry time.Time
 	// Audience is the token's aud, one of which the issuer accepts.
 	Audience []string
+	// Nonce is the token's nonce claim ("" when absent). Authenticate does
+	// not check it: only the relying party that started the sign-in knows
+	// the value to expect (the user page compares it with the one it sent).
+	Nonce string
 }
 
 // Authenticator verifies user tokens from allow-listed OpenID providers. It is
@@ -179,6 +183,7 @@ func (a *Authenticator) authenticate(ctx context.Context, raw string) (Identity,
 		IssuedAt:      c.iat,
 		Expiry:        c.exp,
 		Audience:      c.aud,
+		Nonce:         c.nonce,
 	}, nil
 }
 

@@ -95,7 +95,13 @@ func TestAuthenticateClaimVariants(t *testing.T) {
 		verified  bool
 		groups    []string
 		audiences []string
+		nonce     string
 	}{
+		{
+			name:  "nonce kept for the relying party to check",
+			edit:  func(c map[string]any) { c["nonce"] = "n-0S6_WzA2Mj" },
+			email: "alice@example.com", verified: true, audiences: []string{"chat-frontend"}, nonce: "n-0S6_WzA2Mj",
+		},
 		{
 			name:  "groups as a single string",
 			edit:  func(c map[string]any) { c["https://example.com/roles"] = "admins" },
@@ -150,6 +156,9 @@ func TestAuthenticateClaimVariants(t *testing.T) {
 			}
 			if !reflect.DeepEqual(id.Audience, tt.audiences) {
 				t.Errorf("audience = %q, want %q", id.Audience, tt.audiences)
+			}
+			if id.Nonce != tt.nonce {
+				t.Errorf("nonce = %q, want %q", id.Nonce, tt.nonce)
 			}
 		})
 	}
@@ -226,6 +235,7 @@ func TestAuthenticateRefused(t *testing.T) {
 		{"signed by another key with the same kid", sign(t, otherRSA, valid(func(map[string]any) {})), ReasonBadSignature, ti.url},
 		{"sub missing", sign(t, ecK, valid(func(c map[string]any) { delete(c, "sub") })), ReasonBadClaims, ti.url},
 		{"sub empty", sign(t, ecK, valid(func(c map[string]any) { c["sub"] = "" })), ReasonBadClaims, ti.url},
+		{"nonce not a string", sign(t, ecK, valid(func(c map[string]any) { c["nonce"] = 7 })), ReasonBadClaims, ti.url},
 		{"sub with a control character", sign(t, ecK, valid(func(c map[string]any) { c["sub"] = "al\nice" })), ReasonBadClaims, ti.url},
 		{"sub too long", sign(t, ecK, valid(func(c map[string]any) { c["sub"] = strings.Repeat("a", 256) })), ReasonBadClaims, ti.url},
 		{"exp missing", sign(t, ecK, valid(func(c map[string]any) { delete(c, "exp") })), ReasonBadClaims, ti.url},

@@ -37,7 +37,9 @@
 // Config.ClockSkew; one "aud" value must be accepted; the email is kept only
 // when "email_verified" is true (and required when the issuer says so); the
 // groups claim must be a string or a list of at most MaxGroups printable
-// strings.
+// strings. A nonce claim must be a string; it is returned in
+// Identity.Nonce, not checked (the user page compares it with the one its
+// sign-in sent).
 //
 // # Errors
 //

@@ -133,6 +133,7 @@ type verifiedClaims struct {
 	email         string
 	emailVerified bool
 	groups        []string
+	nonce         string // "" when absent
 }
 
 var (
@@ -147,6 +148,7 @@ var (
 	errGroupsType    = errors.New("groups claim is not a string or a list of strings")
 	errTooManyGroups = errors.New("groups claim has too many values")
 	errGroupValue    = errors.New("a group is empty, too long or not printable text")
+	errNonceType     = errors.New("nonce is not a string")
 )
 
 func decodeClaims(m map[string]json.RawMessage, groupsClaim string) (*verifiedClaims, error) {
@@ -177,6 +179,9 @@ func decodeClaims(m map[string]json.RawMessage, groupsClaim string) (*verifiedCl
 	}
 	if !optionalString(m, "email", &c.email) {
 		return nil, errEmailType
+	}
+	if !optionalString(m, "nonce", &c.nonce) {
+		return nil, errNonceType
 	}
 	if v, ok := m["email_verified"]; ok {
 		b, ok := parseBool(v)

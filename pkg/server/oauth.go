@@ -191,12 +191,20 @@ func (b *refreshingJWTBundle) GetJWTBundleForTrustDomain(td spiffeid.TrustDomain
 // modification time changes (cert-manager and ingress controllers replace
 // them in place).
 type certFiles struct {
+	key               string // the config key errors name; default "oauth.tls"
 	certFile, keyFile string
 	now               func() time.Time // time.Now when nil
 	mu                sync.Mutex
 	cert              *tls.Certificate
 	certMod, keyMod   time.Time
 	checked           time.Time
+}
+
+func (c *certFiles) errKey() string {
+	if c.key == "" {
+		return "oauth.tls"
+	}
+	return c.key
 }
 
 func (c *certFiles) get() (*tls.Certificate, error) {
@@ -216,7 +224,7 @@ func (c *certFiles) get() (*tls.Certificate, error) {
 		if c.cert != nil {
 			return c.cert, nil // a rename in progress: keep serving the last pair
 		}
-		return nil, fmt.Errorf("oauth.tls: %w", err)
+		return nil, fmt.Errorf("%s: %w", c.errKey(), err)
 	}
 	if c.cert != nil && ci.ModTime().Equal(c.certMod) && ki.ModTime().Equal(c.keyMod) {
 		return c.cert, nil
@@ -226,7 +234,7 @@ func (c *certFiles) get() (*tls.Certificate, error) {
 		if c.cert != nil {
 			return c.cert, nil // half-written pair: the next check retries
 		}
-		return nil, fmt.Errorf("oauth.tls: %w", err)
+		return nil, fmt.Errorf("%s: %w", c.errKey(), err)
 	}
 	c.cert, c.certMod, c.keyMod = &cert, ci.ModTime(), ki.ModTime()
 	return c.cert, nil

@@ -165,6 +165,14 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		defer oauth.listener.Close()
 	}
 
+	page, err := newUserPage(cfg.UserPage, st, users, log)
+	if err != nil {
+		return fmt.Errorf("user page: %w", err)
+	}
+	if page != nil {
+		defer page.listener.Close()
+	}
+
 	// The local socket is group-accessible (0660): the composer plugin runs
 	// in spire-server's container, which shares the group in the chart.
 	localLis, err := listener.Unix(cfg.LocalSocket, 0o660)
@@ -225,7 +233,16 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 			oauth.server.Shutdown(sctx)
 		}))
 	}
-	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr, "oauth": oauthAddr,
+	pageAddr := ""
+	if page != nil {
+		pageAddr = page.listener.Addr().String()
+		tasks = append(tasks, task.Serve("user page "+pageAddr, page.serve, func() {
+			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer scancel()
+			page.server.Shutdown(sctx)
+		}))
+	}
+	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr, "oauth": oauthAddr, "user_page": pageAddr,
 		"agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
 	err = task.Run(ctx, tasks...)
 	if err != nil {

@@ -34,6 +34,11 @@ type Issuer struct {
 	kid  string
 	keys []jose.JSONWebKey // served JWKS
 	n    int
+
+	// The authorization code flow (SignIn).
+	login  *Claims
+	tamper func(*Claims)
+	codes  map[string]authCode
 }
 
 // New starts an issuer on a loopback port; it stops with the test.
@@ -52,8 +57,11 @@ func New(tb testing.TB) *Issuer {
 			"response_types_supported":              []string{"code"},
 			"subject_types_supported":               []string{"public"},
 			"id_token_signing_alg_values_supported": []string{"ES256"},
+			"code_challenge_methods_supported":      []string{"S256"},
 		})
 	})
+	mux.HandleFunc("/auth", is.authorize)
+	mux.HandleFunc("/token", is.token)
 	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
 		is.mu.Lock()
 		set := jose.JSONWebKeySet{Keys: append([]jose.JSONWebKey(nil), is.keys...)}
@@ -94,6 +102,9 @@ type Claims struct {
 	Expiry        time.Time
 	// Issuer overrides the issuer URL (to forge a wrong issuer).
 	Issuer string
+	// Nonce is the nonce claim; the authorization code flow sets it from
+	// the authorization request.
+	Nonce string
 }
 
 func (is *Issuer) payload(c Claims) []byte {
@@ -117,6 +128,9 @@ func (is *Issuer) payload(c Claims) []byte {
 	}
 	if c.Groups != nil {
 		m["groups"] = c.Groups
+	}
+	if c.Nonce != "" {
+		m["nonce"] = c.Nonce
 	}
 	b, _ := json.Marshal(m)
 	return b

@@ -96,6 +96,10 @@ type File struct {
 		// what they may revoke anyway (what they created, or hold as agent).
 		UserClients []string `yaml:"user_clients"`
 	} `yaml:"access"`
+	// UserPage is the page where users sign in and see and revoke their
+	// delegations (pkg/userpage), on its own HTTPS listener. Absent: no
+	// page.
+	UserPage *UserPageFile `yaml:"user_page"`
 	// DangerouslyAllowUnpinnedAgents lets the server start when an agent is
 	// declared only by selectors a copy of a file can satisfy (the
 	// manifest's name, version, model, tools or hash): any process that can
@@ -226,6 +230,8 @@ type Config struct {
 	// OAuth is the authorization server's listener and resources; nil
 	// without an `oauth` section.
 	OAuth *OAuth
+	// UserPage is nil when the page is off.
+	UserPage *UserPage
 	// Warnings are what the server must log at start: agents let through by
 	// DangerouslyAllowUnpinnedAgents.
 	Warnings []string
@@ -430,6 +436,7 @@ func (f *File) Build() (*Config, error) {
 		}
 	}
 	c.OAuth = f.OAuth.build(fail)
+	c.UserPage = f.UserPage.build(c.Issuers, fail)
 	if len(errs) > 0 {
 		slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 		return nil, fmt.Errorf("config: %w", errors.Join(errs...))
