@@ -51,12 +51,15 @@ type fixture struct {
 	resource     string
 	other        string // another registered resource
 	metadataURL  string
+	verifier     *mcpauth.Verifier
 	clock        *clock
 	orchestrator *agentclient.Agent
 	analyst      *agentclient.Agent
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureTB(t) }
+
+func newFixtureTB(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{env: servertest.Start(t), clock: &clock{}}
 	spire := agentclienttest.NewAuthority(t, agentclienttest.AuthorityConfig{CA: f.env.CA, Delegations: f.env.Store.GetDelegation})
@@ -107,6 +110,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.verifier = v
 	server := mcp.NewServer(&mcp.Implementation{Name: "crm", Version: "v1"}, nil)
 	type none struct{}
 	whoami := func(_ context.Context, req *mcp.CallToolRequest, _ none) (*mcp.CallToolResult, none, error) {
@@ -134,7 +138,9 @@ func newFixture(t *testing.T) *fixture {
 
 // delegate: alice delegates campaigns:read and compliance:check (not
 // campaigns:write) to the orchestrator.
-func (f *fixture) delegate(t *testing.T) delegation.ID {
+func (f *fixture) delegate(t *testing.T) delegation.ID { return f.delegateTB(t) }
+
+func (f *fixture) delegateTB(t testing.TB) delegation.ID {
 	t.Helper()
 	resp, err := f.env.Local(t).Delegations.CreateDelegation(servertest.Ctx(t), &delegationv1.CreateDelegationRequest{
 		UserToken: f.env.AliceToken(t), AgentId: servertest.Orchestrator.String(),

@@ -114,6 +114,7 @@ func (s *Sidecar) apiHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /v1/identity", s.identity)
 	mux.HandleFunc("GET /v1/token", func(w http.ResponseWriter, r *http.Request) { s.metrics.token(s.token(w, r)) })
+	mux.HandleFunc("GET /v1/access-token", func(w http.ResponseWriter, r *http.Request) { s.metrics.token(s.accessToken(w, r)) })
 	mux.HandleFunc("POST /v1/delegations", s.counted("create", s.createDelegation))
 	mux.HandleFunc("POST /v1/delegations/{id}/sub", s.counted("sub", s.subDelegation))
 	mux.HandleFunc("DELETE /v1/delegations/{id}", s.counted("revoke", s.revokeDelegation))
@@ -209,6 +210,57 @@ func (s *Sidecar) token(w http.ResponseWriter, r *http.Request) string {
 		return s.tokenError(w, err)
 	}
 	writeJSON(w, http.StatusOK, TokenResponse{Token: tok.Value, Audience: tok.Audience, Delegation: id.String(), ExpiresAt: tok.ExpiresAt.UTC()})
+	return outcomeOK
+}
+
+// AccessTokenResponse answers GET /v1/access-token.
+type AccessTokenResponse struct {
+	// AccessToken is the RFC 9068 JWT, for "Authorization: Bearer".
+	AccessToken string `json:"access_token"`
+	// TokenType is "Bearer".
+	TokenType string `json:"token_type"`
+	// Resource is the resource it is for (aud).
+	Resource string `json:"resource"`
+	// Scope is the granted scope, space-separated.
+	Scope      string    `json:"scope"`
+	Delegation string    `json:"delegation"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+// accessToken answers GET /v1/access-token?delegation=…&resource=…[&scope=…]:
+// an access token from agentid-server's authorization server for an OAuth
+// resource (an MCP server). It is not bound to a certificate: the agent
+// presents it over its own connections, which cannot carry the sidecar's
+// X509-SVID. The agent never holds a user token or a JWT-SVID for this.
+func (s *Sidecar) accessToken(w http.ResponseWriter, r *http.Request) string {
+	if s.access == nil {
+		return writeError(w, http.StatusNotImplemented, codeNotConfigured, "sidecar: no oauth issuer configured")
+	}
+	q := r.URL.Query()
+	var missing []string
+	for _, k := range []string{"resource", "delegation"} {
+		if len(q[k]) != 1 || q[k][0] == "" {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: exactly one non-empty value needed for: "+strings.Join(missing, ", "))
+	}
+	if len(q["scope"]) > 1 {
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: scope: at most one value (space-separated scopes)")
+	}
+	id, err := delegation.ParseID(q.Get("delegation"))
+	if err != nil {
+		return writeError(w, http.StatusBadRequest, codeInvalidRequest, "sidecar: delegation: "+err.Error())
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.config.RequestTimeout)
+	defer cancel()
+	tok, err := s.access.Token(ctx, id, q.Get("resource"), strings.Fields(q.Get("scope"))...)
+	if err != nil {
+		return s.tokenError(w, err)
+	}
+	writeJSON(w, http.StatusOK, AccessTokenResponse{AccessToken: tok.Value, TokenType: "Bearer", Resource: tok.Resource,
+		Scope: tok.Scope, Delegation: id.String(), ExpiresAt: tok.ExpiresAt.UTC()})
 	return outcomeOK
 }
 

@@ -1,8 +1,10 @@
 package sidecar_test
 
 import (
+	"encoding/base64"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -311,5 +313,46 @@ func TestOversizedChunkedBody(t *testing.T) {
 	if req.ContentLength != 0 || resp.StatusCode != http.StatusRequestEntityTooLarge ||
 		string(b) != `{"error":"request_too_large","message":"sidecar: body larger than 65536 bytes"}`+"\n" {
 		t.Fatalf("got %d %s (content length %d)", resp.StatusCode, b, req.ContentLength)
+	}
+}
+
+// TestAccessTokenAPI: GET /v1/access-token gets an RFC 9068 access token
+// for a registered resource, not bound to a certificate; bad requests
+// are 400, the authorization server's refusals 403 delegation_denied.
+func TestAccessTokenAPI(t *testing.T) {
+	f := newFixture(t)
+	id := f.delegate(t)
+	q := "/v1/access-token?resource=" + url.QueryEscape(f.resource) + "&delegation=" + id
+	r := f.do(t, "GET", f.api+q+"&scope=campaigns:read", nil)
+	var tr sidecar.AccessTokenResponse
+	r.decode(t, &tr)
+	if r.status != 200 || tr.TokenType != "Bearer" || tr.Resource != f.resource || tr.Scope != "campaigns:read" || tr.Delegation != id ||
+		time.Until(tr.ExpiresAt) < 4*time.Minute {
+		t.Fatalf("%d %+v", r.status, tr)
+	}
+	parts := strings.Split(tr.AccessToken, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	// Unbound: the agent presents it over connections of its own.
+	if len(parts) != 3 || err != nil || strings.Contains(string(payload), `"cnf"`) ||
+		!strings.Contains(string(payload), `"client_id":"`+servertest.Orchestrator.String()+`"`) {
+		t.Fatalf("token payload %s", payload)
+	}
+	for _, tc := range []struct {
+		name, query string
+		status      int
+		code        string
+	}{
+		{"no resource", "/v1/access-token?delegation=" + id, 400, "invalid_request"},
+		{"no delegation", "/v1/access-token?resource=" + url.QueryEscape(f.resource), 400, "invalid_request"},
+		{"two scopes parameters", q + "&scope=a&scope=b", 400, "invalid_request"},
+		{"malformed delegation", "/v1/access-token?resource=x&delegation=nope", 400, "invalid_request"},
+		{"malformed scope", q + "&scope=" + url.QueryEscape(`"x"`), 400, "invalid_request"},
+		{"scope not delegated", q + "&scope=crm:write", 403, "delegation_denied"},
+		{"unregistered resource", "/v1/access-token?resource=" + url.QueryEscape("https://other.example.com") + "&delegation=" + id, 403, "delegation_denied"},
+	} {
+		r := f.do(t, "GET", f.api+tc.query, nil)
+		if b := r.errorBody(t); r.status != tc.status || b.Error != tc.code {
+			t.Fatalf("%s: %d %+v, want %d %s", tc.name, r.status, b, tc.status, tc.code)
+		}
 	}
 }

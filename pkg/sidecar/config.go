@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -59,6 +61,7 @@ type file struct {
 	WorkloadAPI    string        `yaml:"workload_api"`
 	SPIFFEID       string        `yaml:"spiffe_id"`
 	Server         *serverFile   `yaml:"server"`
+	OAuth          *oauthFile    `yaml:"oauth"`
 	Routes         []routeFile   `yaml:"routes"`
 	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
 	RequestTimeout time.Duration `yaml:"request_timeout"`
@@ -69,6 +72,11 @@ type file struct {
 type serverFile struct {
 	Address  string `yaml:"address"`
 	SPIFFEID string `yaml:"spiffe_id"`
+}
+
+type oauthFile struct {
+	Issuer string `yaml:"issuer"`
+	CAFile string `yaml:"ca_file"`
 }
 
 type routeFile struct {
@@ -101,6 +109,9 @@ type Config struct {
 	// Server is agentid-server; a zero Address disables the delegation
 	// endpoints (501).
 	Server ServerConfig
+	// OAuth is agentid-server's authorization server; a zero Issuer
+	// disables GET /v1/access-token (501).
+	OAuth OAuthConfig
 	// Routes are the egress proxy's upstreams.
 	Routes []Route
 	// MaxBodyBytes bounds API request bodies.
@@ -124,6 +135,14 @@ type ServerConfig struct {
 	Address string
 	// SPIFFEID is the SPIFFE ID the server must present.
 	SPIFFEID spiffeid.ID
+}
+
+// OAuthConfig locates agentid-server's authorization server.
+type OAuthConfig struct {
+	// Issuer is its issuer URL (https; http only on loopback).
+	Issuer string
+	// RootCAs verify its listener's web PKI certificate; nil: the system's.
+	RootCAs *x509.CertPool
 }
 
 // Route is one upstream of the egress proxy.
@@ -272,6 +291,21 @@ func (f file) build() (Config, error) {
 		c.Server.Address = f.Server.Address
 		if c.Server.SPIFFEID, err = spiffeid.FromString(f.Server.SPIFFEID); err != nil {
 			bad("server.spiffe_id: %v", err)
+		}
+	}
+	if f.OAuth != nil {
+		if u, err := url.Parse(f.OAuth.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			bad("oauth.issuer: %q is not an https URL", f.OAuth.Issuer)
+		}
+		c.OAuth.Issuer = f.OAuth.Issuer
+		if f.OAuth.CAFile != "" {
+			pem, err := os.ReadFile(f.OAuth.CAFile)
+			c.OAuth.RootCAs = x509.NewCertPool()
+			if err != nil {
+				bad("oauth.ca_file: %v", err)
+			} else if !c.OAuth.RootCAs.AppendCertsFromPEM(pem) {
+				bad("oauth.ca_file: %q holds no PEM certificate", f.OAuth.CAFile)
+			}
 		}
 	}
 	seen := map[string]string{}

@@ -2,13 +2,18 @@ package sidecar_test
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +21,9 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/agentclient/agentclienttest"
+	"github.com/agentid/agentid/pkg/authserver"
+	"github.com/agentid/agentid/pkg/authserver/keyring"
+	"github.com/agentid/agentid/pkg/delegation"
 	"github.com/agentid/agentid/pkg/internal/testca"
 	"github.com/agentid/agentid/pkg/server/servertest"
 	"github.com/agentid/agentid/pkg/sidecar"
@@ -39,6 +47,8 @@ type fixture struct {
 	proxy    string
 	metrics  string // http://127.0.0.1:port of metrics_listen
 	client   *http.Client
+	issuer   *httptest.Server // agentid's authorization server
+	resource string           // the one resource registered there
 	// ahead moves the sidecar's clock (not the server's) forward.
 	ahead atomic.Int64
 }
@@ -175,6 +185,35 @@ func special(w http.ResponseWriter, r *http.Request, u *upstream) bool {
 	return true
 }
 
+// startAuthServer serves agentid's authorization server over TLS that
+// requests client certificates, on env's store and auth's JWT bundle, with
+// one resource.
+func startAuthServer(tb testing.TB, env *servertest.Env, auth *agentclienttest.Authority) (*httptest.Server, string) {
+	tb.Helper()
+	const resource = "https://mcp.example.com/mcp"
+	keys, err := keyring.New(keyring.Config{Store: env.Store})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := keys.Refresh(servertest.Ctx(tb)); err != nil {
+		tb.Fatal(err)
+	}
+	as := httptest.NewUnstartedServer(nil)
+	as.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	as.StartTLS()
+	tb.Cleanup(as.Close)
+	srv, err := authserver.New(authserver.Config{
+		Issuer: as.URL, Keys: keys, Store: env.Store,
+		Resources: []authserver.Resource{{URI: resource, Scopes: delegation.MustParseScopes("campaigns:read", "compliance:check")}},
+		Bundles:   auth.JWTBundle(), X509Bundles: env.CA.Bundle(), TrustDomains: []spiffeid.TrustDomain{servertest.TD},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	as.Config.Handler = srv.Handler()
+	return as, resource
+}
+
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
 	return newFixtureProxyOn(tb, "127.0.0.1:0")
@@ -190,7 +229,15 @@ func newFixtureProxyOn(tb testing.TB, proxyListen string) *fixture {
 	f.wl = f.auth.Serve(tb, servertest.Orchestrator)
 	f.crm = startUpstream(tb, env, f.auth, servertest.Verifier)
 	f.impostor = startUpstream(tb, env, f.auth, servertest.Stranger)
+	f.issuer, f.resource = startAuthServer(tb, env, f.auth)
+	caFile := filepath.Join(tb.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.issuer.Certificate().Raw}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
 	config, err := sidecar.ParseConfig([]byte(fmt.Sprintf(`
+oauth:
+  issuer: %s
+  ca_file: %s`, f.issuer.URL, caFile) + fmt.Sprintf(`
 listen: 127.0.0.1:0
 proxy_listen: %s
 metrics_listen: 127.0.0.1:0

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ type Sidecar struct {
 	log    *slog.Logger
 	agent  *agentclient.Agent
 	server *agentclient.ServerClient // nil when no server is configured
+	access *agentclient.AccessTokens // nil when no OAuth issuer is configured
 	// metrics are always counted; they are served only with MetricsListen.
 	metrics *metrics
 
@@ -72,6 +74,17 @@ func Start(ctx context.Context, config Config) (*Sidecar, error) {
 	}
 	if config.Server.Address != "" {
 		if s.server, err = agent.DialServer(config.Server.Address, config.Server.SPIFFEID); err != nil {
+			return fail(err)
+		}
+	}
+	if config.OAuth.Issuer != "" {
+		// Unbound tokens: the agent process presents them on connections
+		// of its own, which cannot carry the sidecar's X509-SVID, so a
+		// token bound to it would be refused by every resource that checks
+		// cnf (pkg/mcpauth does).
+		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: http.ProxyFromEnvironment,
+			TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: config.OAuth.RootCAs}}}
+		if s.access, err = agent.AccessTokens(config.OAuth.Issuer, client); err != nil {
 			return fail(err)
 		}
 	}
