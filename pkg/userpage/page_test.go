@@ -48,7 +48,7 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 		r := b.get(path)
 		for k, want := range map[string]string{
 			"Content-Security-Policy": contentSecurityPolicy, "X-Frame-Options": "DENY",
-			"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+			"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
 		} {
 			if got := r.hdr.Get(k); got != want {
 				t.Errorf("%s: %s = %q, want %q", path, k, got, want)

@@ -43,6 +43,11 @@ type HydraOptions struct {
 	// values, for diagnosing a failed test). Benchmarks set "error" so that
 	// Hydra is measured as it would be run, not writing a line per request.
 	LogLevel string
+	// Users, when set, makes Hydra's login and consent URLs a web app the
+	// harness serves (loginapp.go), for a real browser: a sign-in form
+	// checking these users' passwords, then a consent page with Allow and
+	// Deny buttons. Unset, the URLs point nowhere and only Login signs in.
+	Users map[string]WebUser
 }
 
 // idTokenKeySet is the JWK set Hydra signs ID tokens with.
@@ -77,6 +82,12 @@ func StartHydra(t testing.TB, opts HydraOptions) *Hydra {
 	bin := tool(t, toolHydra, "hydra")
 	dir := t.TempDir()
 	h := &Hydra{clients: map[string]string{}}
+	loginURL, consentURL := "http://127.0.0.1:1/login", "http://127.0.0.1:1/consent"
+	if opts.Users != nil {
+		app := startLoginApp(t, opts.Users)
+		app.hydra = h
+		loginURL, consentURL = app.url+"/login", app.url+"/consent"
+	}
 	secret := make([]byte, 32)
 	if _, err := rand.Read(secret); err != nil {
 		t.Fatalf("harness: hydra secret: %v", err)
@@ -95,9 +106,10 @@ func StartHydra(t testing.TB, opts HydraOptions) *Hydra {
 			},
 			"urls": map[string]any{
 				"self": map[string]any{"issuer": h.publicURL},
-				// Never fetched: Login reads the challenge off the redirect.
-				"login":   "http://127.0.0.1:1/login",
-				"consent": "http://127.0.0.1:1/consent",
+				// Without Users, never fetched: Login reads the challenge
+				// off the redirect.
+				"login":   loginURL,
+				"consent": consentURL,
 			},
 			"secrets": map[string]any{"system": []string{hex.EncodeToString(secret)}},
 			"log":     logConfig(opts.LogLevel),

@@ -106,6 +106,22 @@ type Options struct {
 	// Progress receives one line per step of the start-up, with its
 	// timing. Nil sends them to t.Logf.
 	Progress func(format string, args ...any)
+	// UserPage serves agentid-server's user page (PageURL) with a
+	// self-signed certificate, and makes Hydra's login and consent a web
+	// app a browser fills in, knowing WebUsers.
+	UserPage bool
+}
+
+// PageClientID is the user page's OAuth client at Hydra; agentid-server
+// accepts it as an audience of user tokens.
+const PageClientID = "agentid-page"
+
+// WebUsers are the people who can sign in through the login app
+// (Options.UserPage): alice and bob in marketing, carol an admin.
+var WebUsers = map[string]harness.WebUser{
+	"alice": {Password: "alice-pw", Email: "alice@example.com", Groups: []string{"marketing", "eu"}},
+	"bob":   {Password: "bob-pw", Email: "bob@example.com", Groups: []string{"marketing"}},
+	"carol": {Password: "carol-pw", Email: "carol@example.com", Groups: []string{"agentid-admins"}},
 }
 
 // Stack is the running trust domain: spire-server with agentid-composer,
@@ -134,6 +150,11 @@ type Stack struct {
 	HTTPAddr string
 	// StorePath is agentid-server's bbolt file.
 	StorePath string
+
+	// PageURL is the user page's base URL (Options.UserPage), https on
+	// loopback with a self-signed certificate.
+	PageURL  string
+	pageAddr string
 
 	// Service is the example service (examples/service), attested by its
 	// signed manifest as ServiceID, answering GET /whoami on ServiceAddr.
@@ -235,7 +256,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.progress("oidc-discovery-provider serving SPIRE's JWKS at %s in %s", s.Discovery.JWKSURL(), since(step))
 
 	step = time.Now()
-	s.Hydra = harness.StartHydra(t, harness.HydraOptions{})
+	hopts := harness.HydraOptions{}
+	if opts.UserPage {
+		hopts.Users = WebUsers
+	}
+	s.Hydra = harness.StartHydra(t, hopts)
 	s.progress("Ory Hydra (the users' OpenID provider) serving %s in %s", s.Hydra.IssuerURL(), since(step))
 
 	// The service is no declared agent: its entry is the operator's own,
@@ -263,10 +288,19 @@ func Start(t testing.TB, opts Options) *Stack {
 
 	step = time.Now()
 	conf := filepath.Join(s.dir, "agentid-server.yaml")
-	s.Server, _ = harness.StartProgramOnPorts(t, 2, "agentid-server /readyz", serverReadyTimeout,
+	nports := 2
+	if opts.UserPage {
+		nports = 3
+		s.writePageFiles(t)
+	}
+	s.Server, _ = harness.StartProgramOnPorts(t, nports, "agentid-server /readyz", serverReadyTimeout,
 		func(ports []int) (harness.ProgramOptions, func() error) {
 			s.ServerAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
 			s.HTTPAddr = "127.0.0.1:" + strconv.Itoa(ports[1])
+			if opts.UserPage {
+				s.pageAddr = "127.0.0.1:" + strconv.Itoa(ports[2])
+				s.PageURL = "https://" + s.pageAddr
+			}
 			if err := os.WriteFile(conf, []byte(s.serverConfig()), 0o600); err != nil {
 				t.Fatalf("stack: write agentid-server config: %v", err)
 			}
@@ -362,7 +396,11 @@ func (s *Stack) serverConfig() string {
 	fmt.Fprintf(&b, "store:\n  path: %s\n", q(s.StorePath))
 	fmt.Fprintf(&b, "spire:\n  admin_socket: %s\n  server_id: %s\n  reconcile_interval: 2s\n", q(s.SPIRE.AdminSocket()), q(ServerID.String()))
 	fmt.Fprintf(&b, "listen:\n  grpc: %s\n  local_socket: %s\n  http: %s\n", q(s.ServerAddr), q(s.LocalSocket), q(s.HTTPAddr))
-	fmt.Fprintf(&b, "oidc:\n  issuers:\n    - url: %s\n      audiences: [%s]\n      require_verified_email: true\n", q(s.Hydra.IssuerURL()), q(UserAudience))
+	fmt.Fprintf(&b, "oidc:\n  issuers:\n    - url: %s\n      audiences: [%s, %s]\n      require_verified_email: true\n", q(s.Hydra.IssuerURL()), q(UserAudience), q(PageClientID))
+	if s.PageURL != "" {
+		fmt.Fprintf(&b, "user_page:\n  listen: %s\n  url: %s\n  tls: {cert_file: %s, key_file: %s}\n  client_id: %s\n  client_secret_file: %s\n  admin_groups: [agentid-admins]\n",
+			q(s.pageAddr), q(s.PageURL), q(filepath.Join(s.dir, "page.crt")), q(filepath.Join(s.dir, "page.key")), q(PageClientID), q(filepath.Join(s.dir, "page-secret")))
+	}
 	b.WriteString("policy:\n  rules:\n")
 	rule := func(name, agent string, scopes []string, ttl time.Duration, depth int) {
 		fmt.Fprintf(&b, "    - name: %s\n      when: %s\n      scopes: [%s]\n      max_ttl: %s\n      max_depth: %d\n      callers: [local]\n",
