@@ -44,8 +44,11 @@
 // authenticates the agent (RFC 7523 §3.1). With a certificate, the
 // assertion's sub must be the certificate's SPIFFE ID and the token is bound
 // to the certificate (cnf.x5t#S256); the handler verifies the certificate
-// against Config.X509Bundles itself, whatever the listener checked. A
-// listener should request client certificates, not require them.
+// against Config.X509Bundles itself, whatever the listener checked (the
+// outcome for one chain is remembered for at most 30 seconds, so a CA
+// removed from the bundle stops being honoured within that; assertions are
+// checked in full on every grant). A listener should request client
+// certificates, not require them.
 //
 // # Token exchange
 //

@@ -34,6 +34,7 @@ type Server struct {
 	prefix     string // the issuer's path, without a trailing slash
 	metadata   []byte
 	denials    denylimit.Limiter
+	peers      peerCache
 }
 
 // New checks config and returns a Server.

@@ -19,7 +19,6 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/agentid/agentid/pkg/audit"
 	"github.com/agentid/agentid/pkg/claims"
@@ -148,7 +147,13 @@ func (s *Server) peer(r *http.Request) (spiffeid.ID, string, *refusal) {
 	if s.config.X509Bundles == nil {
 		return spiffeid.ID{}, "", refuseClientCert.with("no X.509 bundle source configured")
 	}
-	id, _, err := x509svid.Verify(r.TLS.PeerCertificates, s.config.X509Bundles)
+	h := sha256.New()
+	for _, c := range r.TLS.PeerCertificates {
+		h.Write(c.Raw)
+	}
+	var key [32]byte
+	h.Sum(key[:0])
+	id, err := s.verifyPeer(r.TLS.PeerCertificates, key)
 	if err != nil {
 		return spiffeid.ID{}, "", refuseClientCert.with(err.Error())
 	}
