@@ -14,7 +14,9 @@ import (
 )
 
 // switchableBundle is an X.509 bundle source a test replaces.
-type switchableBundle struct{ b atomic.Pointer[x509bundle.Bundle] }
+type switchableBundle struct {
+	b atomic.Pointer[x509bundle.Bundle]
+}
 
 func (s *switchableBundle) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
 	return s.b.Load().GetX509BundleForTrustDomain(td)
