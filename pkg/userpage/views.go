@@ -128,7 +128,7 @@ func (p *Page) newNode(d *delegation.Delegation, names map[string]string, now ti
 	if n, ok := names[ref]; ok {
 		ref = n
 	}
-	return &node{D: d, State: d.EffectiveState(now).String(), AgentRef: ref, User: d.User.String()}
+	return &node{D: d, State: d.EffectiveState(now).String(), AgentRef: ref, User: d.User.String(), Match: true}
 }
 
 // listQuery is the listing's query, checked: the filter values must be

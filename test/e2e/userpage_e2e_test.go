@@ -96,8 +96,13 @@ func TestUserPageInBrowser(t *testing.T) {
 		click(t, ctx, "#signin")
 		click(t, ctx, "#allow")
 	}
+	axeJS, err := os.ReadFile(st.RepoPath(t, "test/tools/axe/node_modules/axe-core/axe.min.js"))
+	if err != nil {
+		t.Fatalf("axe-core is not installed (test/tools/axe.sh installs it): %v", err)
+	}
 	shoot := func(t *testing.T, ctx context.Context, name string) {
 		t.Helper()
+		checkAccessible(t, ctx, name, string(axeJS))
 		for _, w := range []struct {
 			suffix        string
 			width, height int64
@@ -200,6 +205,25 @@ func TestUserPageInBrowser(t *testing.T) {
 		t.Fatalf("bob at alice's delegation: %q\n%s", title, html)
 	}
 	shoot(t, bctx, "not-found")
+}
+
+// checkAccessible runs axe-core's WCAG 2 A and AA rules in the page (the
+// DevTools evaluation is not bound by the page's CSP, which allows no
+// script) and fails on any violation.
+func checkAccessible(t *testing.T, ctx context.Context, name, axeJS string) {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.EvaluateAsDevTools[any](axeJS)); err != nil {
+		t.Fatalf("%s: loading axe-core: %v", name, err)
+	}
+	report, err := chromedp.Run(ctx, chromedp.EvaluateAsDevTools[string](
+		`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}).then(r => JSON.stringify(r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.html)}))))`,
+		chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("%s: running axe-core: %v", name, err)
+	}
+	if report != "[]" {
+		t.Errorf("%s: accessibility violations (axe-core): %s", name, report)
+	}
 }
 
 // click clicks the element sel selects and waits for the page the click
