@@ -27,7 +27,8 @@ import (
 // pages, sees her orchestrator's delegation with its sub-delegation, a
 // cross-site form post changes nothing, she revokes the root and the tree
 // turns revoked, and the sub-agent's next call is refused. Bob, signed in,
-// gets a 404 for alice's delegation by URL. Screenshots at desktop and
+// gets a 404 for alice's delegation by URL; Carol, an admin, sees it.
+// Every page passes axe-core's WCAG 2.1 A/AA rules. Screenshots at desktop and
 // phone widths go to test/artifacts/userpage (git-ignored).
 func TestUserPageInBrowser(t *testing.T) {
 	chromium := os.Getenv("AGENTID_CHROMIUM")
@@ -205,6 +206,16 @@ func TestUserPageInBrowser(t *testing.T) {
 		t.Fatalf("bob at alice's delegation: %q\n%s", title, html)
 	}
 	shoot(t, bctx, "not-found")
+
+	// Carol, in the admins' group, sees alice's tree.
+	cctx, cdone := browser(t)
+	defer cdone()
+	signIn(t, cctx, "carol", "/delegations")
+	if html := body(t, cctx); !strings.Contains(html, rootID) || !strings.Contains(html, sub.Id) || !strings.Contains(html, ">admin<") ||
+		!strings.Contains(html, "of every user") {
+		t.Fatalf("carol, an admin, does not see alice's delegations:\n%s", html)
+	}
+	shoot(t, cctx, "admin")
 }
 
 // checkAccessible runs axe-core's WCAG 2 A and AA rules in the page (the
