@@ -2,9 +2,10 @@
 # Builds the outside programs that the end-to-end tests run, each from its
 # own tool module under test/tools/<name>, into <repo>/bin/<name>/.
 #
-#   test/tools/build.sh [spire|hydra|kube|etcd|coredns|all]     (default: all)
+#   test/tools/build.sh [spire|hydra|kube|etcd|coredns|golangci-lint|all]     (default: all)
 #
-# kube, etcd and coredns (the throwaway Kubernetes cluster of test/cluster) are not in
+# kube, etcd and coredns (the throwaway Kubernetes cluster of test/cluster)
+# and golangci-lint (make lint) are not in
 # `all`: only make e2e-k8s needs them, and their first build takes about 15
 # minutes on 2 cores.
 #
@@ -26,7 +27,7 @@ bin_root=${AGENTID_TOOLS_BIN:-$root/bin}
 go_cmd=${GO:-go}
 
 usage() {
-	echo "usage: $0 [spire|hydra|kube|etcd|coredns|all]" >&2
+	echo "usage: $0 [spire|hydra|kube|etcd|coredns|golangci-lint|all]" >&2
 	exit 2
 }
 
@@ -141,12 +142,19 @@ build_etcd() {
 	ldflags=""
 }
 
+build_golangci_lint() {
+	# make lint's linter; built here rather than `go tool` run from a module
+	# so that every worktree shares one binary (and its stamp).
+	build golangci-lint "" golangci-lint -- github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+}
+
 case "${1:-all}" in
 spire) build_spire ;;
 hydra) build_hydra ;;
 kube) build_kube ;;
 etcd) build_etcd ;;
 coredns) build_coredns ;;
+golangci-lint) build_golangci_lint ;;
 all)
 	build_spire
 	build_hydra

@@ -8,7 +8,7 @@
 
 TOOLS_BUILD := $(CURDIR)/test/tools/build.sh
 
-.PHONY: tools tools-spire tools-hydra tools-kube
+.PHONY: tools tools-spire tools-hydra tools-kube tools-lint
 tools: ## build SPIRE and Hydra for the end-to-end tests into ./bin (skipped when up to date)
 	GO=$(GO) $(TOOLS_BUILD) all
 
@@ -22,3 +22,6 @@ tools-kube: ## build etcd, CoreDNS and the Kubernetes v1.37.2 programs for test/
 	GO=$(GO) $(TOOLS_BUILD) etcd
 	GO=$(GO) $(TOOLS_BUILD) coredns
 	GO=$(GO) $(TOOLS_BUILD) kube
+
+tools-lint: ## build golangci-lint (v2, for make lint) into ./bin/golangci-lint
+	GO=$(GO) $(TOOLS_BUILD) golangci-lint
