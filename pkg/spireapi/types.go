@@ -3,6 +3,7 @@ package spireapi
 import (
 	"fmt"
 	"github.com/agentid/agentid/pkg/agent"
+	"math"
 	"strings"
 	"time"
 
@@ -90,14 +91,25 @@ func (s Status) Err() error {
 	return status.Error(s.Code, s.Message)
 }
 
+// ttlSeconds is d in SPIRE's int32 seconds, saturated at math.MaxInt32
+// (68 years, which SPIRE caps at its CA's lifetime anyway) rather than
+// wrapped into a negative TTL.
+func ttlSeconds(d time.Duration) int32 {
+	s := d / time.Second
+	if s > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int32(s) //nolint:gosec // s <= math.MaxInt32, checked above; negative TTLs are refused by the callers' validation
+}
+
 func entryToAPI(in Entry) *apitypes.Entry {
 	out := &apitypes.Entry{
 		Id:          in.ID,
 		SpiffeId:    spiffeIDToAPI(in.SPIFFEID),
 		ParentId:    spiffeIDToAPI(in.ParentID),
 		Selectors:   selectorsToAPI(in.Selectors),
-		X509SvidTtl: int32(in.X509SVIDTTL / time.Second),
-		JwtSvidTtl:  int32(in.JWTSVIDTTL / time.Second),
+		X509SvidTtl: ttlSeconds(in.X509SVIDTTL),
+		JwtSvidTtl:  ttlSeconds(in.JWTSVIDTTL),
 		Admin:       in.Admin,
 		Downstream:  in.Downstream,
 		DnsNames:    in.DNSNames,
@@ -210,5 +222,5 @@ func statusFromAPI(in *apitypes.Status) Status {
 	if in == nil {
 		return Status{Code: codes.Unknown, Message: "spireapi: SPIRE server returned no status"}
 	}
-	return Status{Code: codes.Code(in.Code), Message: in.Message}
+	return Status{Code: codes.Code(in.Code), Message: in.Message} //nolint:gosec // SPIRE's status codes are gRPC codes (0-16); any other value prints as Code(n)
 }

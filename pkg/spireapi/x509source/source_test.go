@@ -186,7 +186,7 @@ func TestRotation(t *testing.T) {
 	clock.fire(a)
 	// Rotated at 100 s; the next bundle refresh (120 s) comes before the
 	// next rotation (130 s).
-	a = clock.await(t, 20*time.Second)
+	clock.await(t, 20*time.Second)
 	check("at 100 s", 4, 4)
 	if rotated, _ := src.GetX509SVID(); !rotated.Certificates[0].NotBefore.Equal(t0.Add(100 * time.Second)) {
 		t.Fatalf("SVID after the retry: not before %s", rotated.Certificates[0].NotBefore)
