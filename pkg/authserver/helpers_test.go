@@ -174,7 +174,9 @@ func newEnvWith(tb testing.TB, mut func(*authserver.Config)) *env {
 	e.jwt = newAuthority(tb, "spire-jwt-1")
 	e.ca = testca.New(tb, td)
 	bundle := jwtbundle.New(td)
-	bundle.AddJWTAuthority(e.jwt.kid, &e.jwt.key.PublicKey)
+	if err := bundle.AddJWTAuthority(e.jwt.kid, &e.jwt.key.PublicKey); err != nil {
+		tb.Fatal(err)
+	}
 
 	now := e.clock.Now()
 	e.root = e.create(tb, delegation.RootParams{Agent: orchestrator, User: alice(tb), MaxDepth: 3,

@@ -13,7 +13,7 @@ import (
 
 // Grant types and token types.
 const (
-	GrantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+	GrantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer" //nolint:gosec // RFC 7523's grant type URN, not a credential
 	tokenTypeBearer    = "Bearer"
 )
 

@@ -218,7 +218,7 @@ func (e *env) verifyToken(t *testing.T, token string) (jose.Header, map[string]a
 	if err := json.Unmarshal(e.keys.JWKS(), &set); err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,9 @@ func TestOAuthListener(t *testing.T) {
 	ca := testca.New(t, td)
 	jwtKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	bundle := jwtbundle.New(td)
-	bundle.AddJWTAuthority("k1", &jwtKey.PublicKey)
+	if err := bundle.AddJWTAuthority("k1", &jwtKey.PublicKey); err != nil {
+		t.Fatal(err)
+	}
 
 	st, err := boltstore.Open(filepath.Join(dir, "agentid.db"), boltstore.Options{})
 	if err != nil {
@@ -128,7 +130,7 @@ oauth:
 	done := make(chan error, 1)
 	go func() { done <- o.serve() }()
 	defer func() {
-		o.server.Shutdown(context.Background())
+		_ = o.server.Shutdown(context.Background()) // done reports how Run ended
 		if err := <-done; err != nil {
 			t.Error(err)
 		}
@@ -141,7 +143,9 @@ oauth:
 		t.Fatal(err)
 	}
 	var md authserver.Metadata
-	json.NewDecoder(resp.Body).Decode(&md)
+	if err := json.NewDecoder(resp.Body).Decode(&md); err != nil {
+		t.Fatal(err)
+	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 || md.Issuer != "https://agentid.example.com" || !md.TLSClientCertificateBoundAccessTokens {
 		t.Fatalf("metadata %d %+v", resp.StatusCode, md)
@@ -168,13 +172,15 @@ oauth:
 	var tr struct {
 		AccessToken string `json:"access_token"`
 	}
-	json.NewDecoder(resp.Body).Decode(&tr)
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil {
+		t.Fatal(err)
+	}
 	resp.Body.Close()
 	if resp.StatusCode != 200 || tr.AccessToken == "" {
 		t.Fatalf("grant: %d", resp.StatusCode)
 	}
 	parts := strings.Split(tr.AccessToken, ".")
-	body, _ := jose.ParseSigned(tr.AccessToken, []jose.SignatureAlgorithm{jose.ES256})
+	body, _ := jose.ParseSignedCompact(tr.AccessToken, []jose.SignatureAlgorithm{jose.ES256})
 	if len(parts) != 3 || !strings.Contains(string(body.UnsafePayloadWithoutVerification()), `"cnf":{"x5t#S256":`) {
 		t.Fatalf("token not bound to the client certificate")
 	}
@@ -191,7 +197,9 @@ func TestCertFilesReloaded(t *testing.T) {
 		t.Fatalf("first: %v", err)
 	}
 	writeServingCert(t, dir, 2)
-	os.Chtimes(c.certFile, now.Add(time.Second), now.Add(time.Second))
+	if err := os.Chtimes(c.certFile, now.Add(time.Second), now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if got, _ := c.get(); got != first {
 		t.Fatal("files checked again within a second")
 	}
@@ -199,8 +207,12 @@ func TestCertFilesReloaded(t *testing.T) {
 	if got, err := c.get(); err != nil || got.Leaf.SerialNumber.Int64() != 2 {
 		t.Fatalf("renewed certificate not loaded: %v", err)
 	}
-	os.WriteFile(c.keyFile, []byte("half-written"), 0o600)
-	os.Chtimes(c.keyFile, now.Add(2*time.Second), now.Add(2*time.Second))
+	if err := os.WriteFile(c.keyFile, []byte("half-written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(c.keyFile, now.Add(2*time.Second), now.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	now = now.Add(2 * time.Second)
 	if got, err := c.get(); err != nil || got.Leaf.SerialNumber.Int64() != 2 {
 		t.Fatalf("a broken pair replaced the last good one: %v", err)
@@ -327,7 +339,7 @@ func TestRunOAuth(t *testing.T) {
 	if code != http.StatusOK || token == "" {
 		t.Fatalf("grant: %d %v", code, body)
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -56,7 +56,7 @@ func verifyWith(t testing.TB, jwks []byte, token string) error {
 	if err := json.Unmarshal(jwks, &set); err != nil {
 		t.Fatal(err)
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

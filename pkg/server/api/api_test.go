@@ -151,7 +151,7 @@ func TestLocalCredentials(t *testing.T) {
 	if err != nil || !c.Local || c.UID != os.Getuid() {
 		t.Fatalf("caller %+v, %v; want local uid %d", c, err, os.Getuid())
 	}
-	if info.AuthType() != "agentid-local" || creds.Info().SecurityProtocol != "agentid-local" || creds.Clone() == nil || creds.OverrideServerName("x") != nil {
+	if info.AuthType() != "agentid-local" || creds.Info().SecurityProtocol != "agentid-local" || creds.Clone() == nil || creds.OverrideServerName("x") != nil { //nolint:staticcheck // OverrideServerName is deprecated but still part of credentials.TransportCredentials, which the local credentials implement
 		t.Fatal("credentials metadata")
 	}
 	if _, _, err := creds.ClientHandshake(context.Background(), "", conn); err == nil || err.Error() != "local credentials are server-side only" {

@@ -56,8 +56,8 @@ func WithCaller(ctx context.Context, c Caller) context.Context {
 	return context.WithValue(ctx, callerKey{}, c)
 }
 
-// IdentifyUnary and IdentifyStream put the caller in the request's context,
-// or refuse the request with UNAUTHENTICATED.
+// IdentifyUnary puts the caller in the request's context, or refuses the
+// request with UNAUTHENTICATED.
 func IdentifyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	c, err := callerOfConn(ctx)
 	if err != nil {
@@ -66,6 +66,7 @@ func IdentifyUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handle
 	return handler(context.WithValue(ctx, callerKey{}, c), req)
 }
 
+// IdentifyStream is IdentifyUnary for streaming RPCs.
 func IdentifyStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	c, err := callerOfConn(ss.Context())
 	if err != nil {

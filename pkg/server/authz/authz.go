@@ -51,13 +51,15 @@ func New(c Config) Access {
 	return Access{admins: set(c.Admins), verifiers: set(c.Verifiers), auditReaders: set(c.AuditReaders), userClients: set(c.UserClients)}
 }
 
+// IsAdmin reports whether c administers the server: the local socket or a
+// configured admin.
 func (a Access) IsAdmin(c api.Caller) bool { return c.Local || a.admins[c.ID] }
 
-// IsReader: admins and audit readers read agents, the audit log and every
-// delegation.
+// IsReader reports whether c reads agents, the audit log and every
+// delegation: admins and audit readers do.
 func (a Access) IsReader(c api.Caller) bool { return a.IsAdmin(c) || a.auditReaders[c.ID] }
 
-// CanSee: who may read one delegation. Everyone else gets NOT_FOUND, so ids
+// CanSee reports whether c may read d. Everyone else gets NOT_FOUND, so ids
 // cannot be probed.
 func (a Access) CanSee(c api.Caller, d *delegation.Delegation) bool {
 	if a.IsReader(c) {
@@ -66,15 +68,15 @@ func (a Access) CanSee(c api.Caller, d *delegation.Delegation) bool {
 	return !c.ID.IsZero() && (c.ID == d.CreatedBy || slices.Contains(d.Chain, c.ID))
 }
 
-// CanSubDelegate: only the parent's agent, over mTLS. Nobody, admins
-// included, may act as that agent.
+// CanSubDelegate reports whether c may sub-delegate from the parent: only the
+// parent's agent, over mTLS. Nobody, admins included, may act as that agent.
 func (a Access) CanSubDelegate(c api.Caller, parent *delegation.Delegation) bool {
 	return !c.Local && c.ID == parent.Agent
 }
 
-// CanRevoke: admins; the delegation's agent (dropping its own authority);
-// the caller who created it or any of its ancestors (who created a branch may
-// prune inside it).
+// CanRevoke reports whether c may revoke the delegation: admins; the
+// delegation's agent (dropping its own authority); the caller who created it
+// or any of its ancestors (who created a branch may prune inside it).
 func (a Access) CanRevoke(c api.Caller, d *delegation.Delegation, ancestors []*delegation.Delegation) bool {
 	if a.IsAdmin(c) {
 		return true
@@ -93,7 +95,7 @@ func (a Access) CanRevoke(c api.Caller, d *delegation.Delegation, ancestors []*d
 	return false
 }
 
-// CanRevokeAsUser: who may revoke with the user's own fresh token (the
+// CanRevokeAsUser reports who may revoke with the user's own fresh token (the
 // handler checks that the token is hers and fresh). A token says which user
 // agrees, not who is asking: an agent handed alice's token for one task must
 // not use it to revoke her other delegations. So the token widens nothing for
@@ -105,17 +107,17 @@ func (a Access) CanRevokeAsUser(c api.Caller, d *delegation.Delegation, ancestor
 	return a.IsAdmin(c) || (!c.ID.IsZero() && a.userClients[c.ID]) || a.CanRevoke(c, d, ancestors)
 }
 
-// CanWatch: the composer (local socket) and admins see everything;
-// configured verifiers only the deny list.
+// CanWatch reports whether c may watch delegations: the composer (local
+// socket) and admins see everything; configured verifiers only the deny list.
 func (a Access) CanWatch(c api.Caller, revokedOnly bool) bool {
 	return a.IsAdmin(c) || (revokedOnly && a.verifiers[c.ID])
 }
 
-// CanRecordIssuance: the composer on the local socket only, so no workload
-// can write issuance records.
+// CanRecordIssuance reports whether c may record issuances: the composer on
+// the local socket only, so no workload can write issuance records.
 func (a Access) CanRecordIssuance(c api.Caller) bool { return c.Local }
 
-// CanPruneAudit: admins only. Pruning deletes history for good; the
-// caller must hold a verified archive, which readers may make, but only
-// admins decide the retention.
+// CanPruneAudit reports whether c may prune the audit log: admins only.
+// Pruning deletes history for good; the caller must hold a verified archive,
+// which readers may make, but only admins decide the retention.
 func (a Access) CanPruneAudit(c api.Caller) bool { return a.IsAdmin(c) }

@@ -166,12 +166,16 @@ func TestLoadErrors(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 	empty := filepath.Join(dir, "empty.yaml")
-	os.WriteFile(empty, nil, 0o600)
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := config.Load(empty); err == nil || err.Error() != empty+": config: file is empty" {
 		t.Fatalf("empty file: %v", err)
 	}
 	two := filepath.Join(dir, "two.yaml")
-	os.WriteFile(two, []byte(minimal+"\n---\nfoo: 1\n"), 0o600)
+	if err := os.WriteFile(two, []byte(minimal+"\n---\nfoo: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := config.Load(two); err == nil || err.Error() != two+": config: more than one YAML document" {
 		t.Fatalf("two documents: %v", err)
 	}

@@ -59,7 +59,7 @@ var (
 // Audience is the audience the fixture's server accepts in user tokens.
 const Audience = "agentid"
 
-// env is a running agentid-server API on a real unix socket and a real mTLS
+// Env is a running agentid-server API on a real unix socket and a real mTLS
 // listener, over a bbolt store in a temp dir, with a test OpenID provider.
 type Env struct {
 	Server *server.Server
@@ -225,7 +225,7 @@ func newClients(tb testing.TB, conn *grpc.ClientConn) Clients {
 	}
 }
 
-// local connects over the unix socket, as the CLI or the composer does.
+// Local connects over the unix socket, as the CLI or the composer does.
 func (e *Env) Local(tb testing.TB) Clients {
 	tb.Helper()
 	conn, err := grpc.NewClient("unix://"+e.LocalAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -235,7 +235,7 @@ func (e *Env) Local(tb testing.TB) Clients {
 	return newClients(tb, conn)
 }
 
-// as connects over mTLS with an X509-SVID for id.
+// As connects over mTLS with an X509-SVID for id.
 func (e *Env) As(tb testing.TB, id spiffeid.ID) Clients {
 	tb.Helper()
 	creds := grpccredentials.MTLSClientCredentials(testca.Source{SVID: e.CA.SVID(tb, id)}, e.CA, tlsconfig.AuthorizeID(ServerID))

@@ -91,6 +91,7 @@ func (s *Service) reader(ctx context.Context) error {
 	return nil
 }
 
+// ListEvents implements auditv1.AuditServiceServer; proto/ documents the RPC, the package README who may call it.
 func (s *Service) ListEvents(ctx context.Context, req *auditv1.ListEventsRequest) (*auditv1.ListEventsResponse, error) {
 	if err := s.reader(ctx); err != nil {
 		return nil, err
@@ -219,7 +220,7 @@ func (s *Service) PruneEvents(ctx context.Context, req *auditv1.PruneEventsReque
 	}
 	s.metrics.AuditPruned.Add(float64(n))
 	s.log.WithFields(logrus.Fields{"caller": c.String(), "through": through.String(), "pruned": n}).Info("Audit log pruned")
-	return &auditv1.PruneEventsResponse{PrunedCount: uint64(n), Base: apiconv.AnchorToProto(through)}, nil
+	return &auditv1.PruneEventsResponse{PrunedCount: uint64(n), Base: apiconv.AnchorToProto(through)}, nil //nolint:gosec // a count of deleted events, never negative
 }
 
 // RecordTokenIssuance appends one token-issued event per record, all or
@@ -290,5 +291,5 @@ func (s *Service) RecordTokenIssuance(ctx context.Context, req *auditv1.RecordTo
 		return nil, s.storeError("record token issuance", err)
 	}
 	s.metrics.Issuances.Add(float64(len(events)))
-	return &auditv1.RecordTokenIssuanceResponse{RecordedCount: uint32(len(events))}, nil
+	return &auditv1.RecordTokenIssuanceResponse{RecordedCount: uint32(len(events))}, nil //nolint:gosec // a request holds at most MaxIssuanceBatch events (checked above)
 }

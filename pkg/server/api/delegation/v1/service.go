@@ -196,6 +196,7 @@ func (s *Service) authenticateUser(ctx context.Context, rpc string, c api.Caller
 	return oidcauth.Identity{}, status.Error(codes.Unauthenticated, oidcauth.ErrInvalidToken.Error())
 }
 
+// CreateDelegation implements delegationv1.DelegationServiceServer; proto/ documents the RPC, the package README who may call it.
 func (s *Service) CreateDelegation(ctx context.Context, req *delegationv1.CreateDelegationRequest) (*delegationv1.CreateDelegationResponse, error) {
 	const rpc = "CreateDelegation"
 	c := api.CallerFrom(ctx)
@@ -290,6 +291,7 @@ func chainString(d *delegation.Delegation) string {
 	return strings.Join(parts, " ")
 }
 
+// CreateSubDelegation implements delegationv1.DelegationServiceServer; proto/ documents the RPC, the package README who may call it.
 func (s *Service) CreateSubDelegation(ctx context.Context, req *delegationv1.CreateSubDelegationRequest) (*delegationv1.CreateSubDelegationResponse, error) {
 	const rpc = "CreateSubDelegation"
 	c := api.CallerFrom(ctx)
@@ -374,6 +376,7 @@ func (s *Service) CreateSubDelegation(ctx context.Context, req *delegationv1.Cre
 	return &delegationv1.CreateSubDelegationResponse{Delegation: apiconv.DelegationToProto(dl, uint64(rev), now)}, nil
 }
 
+// GetDelegation implements delegationv1.DelegationServiceServer; proto/ documents the RPC, the package README who may call it.
 func (s *Service) GetDelegation(ctx context.Context, req *delegationv1.GetDelegationRequest) (*delegationv1.GetDelegationResponse, error) {
 	c := api.CallerFrom(ctx)
 	id, err := api.ParseDelegationID("id", req.GetId())
@@ -390,6 +393,7 @@ func (s *Service) GetDelegation(ctx context.Context, req *delegationv1.GetDelega
 	return &delegationv1.GetDelegationResponse{Delegation: apiconv.DelegationToProto(dl, 0, s.clock())}, nil
 }
 
+// ListDelegations implements delegationv1.DelegationServiceServer; proto/ documents the RPC, the package README who may call it.
 func (s *Service) ListDelegations(ctx context.Context, req *delegationv1.ListDelegationsRequest) (*delegationv1.ListDelegationsResponse, error) {
 	c := api.CallerFrom(ctx)
 	f := store.Filter{UserIssuer: req.GetPrincipalIssuer(), UserSubject: req.GetPrincipalSubject()}
@@ -446,6 +450,7 @@ func (s *Service) ListDelegations(ctx context.Context, req *delegationv1.ListDel
 	return resp, nil
 }
 
+// RevokeDelegation implements delegationv1.DelegationServiceServer; proto/ documents the RPC, the package README who may call it.
 func (s *Service) RevokeDelegation(ctx context.Context, req *delegationv1.RevokeDelegationRequest) (*delegationv1.RevokeDelegationResponse, error) {
 	const rpc = "RevokeDelegation"
 	c := api.CallerFrom(ctx)
@@ -518,7 +523,7 @@ func (s *Service) RevokeDelegation(ctx context.Context, req *delegationv1.Revoke
 			for _, r := range ids {
 				resp.RevokedIds = append(resp.RevokedIds, r.String())
 			}
-			resp.RevokedCount = uint32(len(ids))
+			resp.RevokedCount = uint32(len(ids)) //nolint:gosec // the number of delegations one revocation reached, far below 2^32
 			s.metrics.Revoked.Add(float64(len(ids)))
 			s.log.WithFields(logrus.Fields{"delegation_id": dl.ID.String(), "actor": actor,
 				"revoked_count": len(ids)}).Info("Delegation revoked")

@@ -399,9 +399,13 @@ func TestLogsNeverHoldUserTokens(t *testing.T) {
 	create(t, front, good, orchestrator.String(), time.Hour, "campaigns:read")
 	d := create(t, front, good, orchestrator.String(), time.Hour, "campaigns:read")
 	for _, tok := range []string{forged, good + "x", "sentinel-token-text"} {
-		front.Delegations.CreateDelegation(ctxT(t), &delegationv1.CreateDelegationRequest{
-			UserToken: tok, AgentId: orchestrator.String(), Scopes: []string{"campaigns:read"}, Ttl: durationpb.New(time.Hour)})
-		e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: tok})
+		if _, err := front.Delegations.CreateDelegation(ctxT(t), &delegationv1.CreateDelegationRequest{
+			UserToken: tok, AgentId: orchestrator.String(), Scopes: []string{"campaigns:read"}, Ttl: durationpb.New(time.Hour)}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("CreateDelegation with a bad user token: %v, want UNAUTHENTICATED", err)
+		}
+		if _, err := e.As(t, stranger).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: tok}); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("RevokeDelegation with a bad user token: %v, want UNAUTHENTICATED", err)
+		}
 	}
 	// And the user's own successful revocation.
 	if _, err := e.As(t, servertest.UserPage).Delegations.RevokeDelegation(ctxT(t), &delegationv1.RevokeDelegationRequest{Id: d.Id, UserToken: good}); err != nil {
