@@ -92,7 +92,7 @@ func run(ctx context.Context, cfg *config, log *slog.Logger) error {
 			return err
 		}
 		vcfg.Revocation = w
-		go w.Run(ctx)
+		go w.Run(ctx) //nolint:errcheck // Run returns only ctx's error, at shutdown
 		go func() {
 			if w.Ready(ctx) == nil {
 				log.Info("Revocation snapshot received", "revision", w.Revision())

@@ -7,6 +7,7 @@ package pythonagent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -113,7 +114,7 @@ func TestPythonAgentReportsRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, stderr, err := f.run(t, tt.env...)
-			if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(stderr, tt.want) {
+			if exit, ok := errors.AsType[*exec.ExitError](err); !ok || exit.ExitCode() != 1 || !strings.Contains(stderr, tt.want) {
 				t.Fatalf("err %v, stderr %s\nwant %s", err, stderr, tt.want)
 			}
 		})

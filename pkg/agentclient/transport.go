@@ -111,7 +111,7 @@ func ClientTLSConfig(svids x509svid.Source, bundles x509bundle.Source, authorize
 func markAuthorizer(a tlsconfig.Authorizer) tlsconfig.Authorizer {
 	return func(id spiffeid.ID, chains [][]*x509.Certificate) error {
 		if err := a(id, chains); err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrPeerNotAuthorized, id, err)
+			return fmt.Errorf("%w: %s: %w", ErrPeerNotAuthorized, id, err)
 		}
 		return nil
 	}

@@ -56,7 +56,7 @@ func startService(tb testing.TB, f *fixture, id spiffeid.ID) *service {
 	return s
 }
 
-func get(t *testing.T, client *http.Client, ctx context.Context, url string) (string, error) {
+func get(t *testing.T, ctx context.Context, client *http.Client, url string) (string, error) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
 	if err != nil {
@@ -82,7 +82,7 @@ func TestTransportAttachesDelegatedToken(t *testing.T) {
 	}
 	client := &http.Client{Transport: tr}
 	ctx := agentclient.WithDelegation(servertest.Ctx(t), d.ID)
-	body, err := get(t, client, ctx, svc.URL+"/x")
+	body, err := get(t, ctx, client, svc.URL+"/x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestTransportAttachesDelegatedToken(t *testing.T) {
 		t.Fatalf("service saw %q\nwant %q", body, want)
 	}
 	// Without a delegation: mTLS only; the caller's own header is left alone.
-	body, err = get(t, client, servertest.Ctx(t), svc.URL+"/x")
+	body, err = get(t, servertest.Ctx(t), client, svc.URL+"/x")
 	if err != nil || body != servertest.Orchestrator.String()+"|Bearer spoofed" {
 		t.Fatalf("plain call: %q, %v", body, err)
 	}
@@ -127,7 +127,7 @@ func TestTransportRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := get(t, client, agentclient.WithDelegation(servertest.Ctx(t), tt.id), tt.url)
+			_, err := get(t, agentclient.WithDelegation(servertest.Ctx(t), tt.id), client, tt.url)
 			if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.text) {
 				t.Fatalf("err = %v\nwant %v containing %s", err, tt.want, tt.text)
 			}

@@ -37,8 +37,8 @@ func DelegationToProto(d *delegation.Delegation, rev uint64, now time.Time) *del
 		},
 		Scopes:       d.Scopes.Strings(),
 		Chain:        chain,
-		Depth:        uint32(d.Depth()),
-		MaxDepth:     uint32(d.MaxDepth),
+		Depth:        uint32(d.Depth()),  //nolint:gosec // depth <= delegation.MaxDepthLimit (validated by NewRoot/NewChild)
+		MaxDepth:     uint32(d.MaxDepth), //nolint:gosec // max depth <= delegation.MaxDepthLimit (validated)
 		Intent:       d.Intent.String(),
 		CreatedAt:    timestamppb.New(d.CreatedAt),
 		ExpiresAt:    timestamppb.New(d.ExpiresAt),
@@ -154,7 +154,7 @@ func DelegationFromProtoWith(p *delegationv1.Delegation, opt DecodeOptions) (*de
 	if n := len(p.GetChain()); n > delegation.MaxDepthLimit {
 		return fail("chain", fmt.Errorf("%w: %d entries, at most %d", delegation.ErrInvalidDelegation, n, delegation.MaxDepthLimit))
 	}
-	if n := len(p.GetChain()); uint32(n) != p.GetDepth() {
+	if n := len(p.GetChain()); uint32(n) != p.GetDepth() { //nolint:gosec // n <= delegation.MaxDepthLimit, checked just above
 		return fail("depth", fmt.Errorf("%w: %d does not match a chain of %d", delegation.ErrInvalidDelegation, p.GetDepth(), n))
 	}
 	d.Chain = make([]spiffeid.ID, len(p.GetChain()))
@@ -220,7 +220,7 @@ func EventToProto(e *audit.Event) *auditv1.Event {
 	out := &auditv1.Event{
 		Sequence:     e.Sequence,
 		Time:         timestamppb.New(e.Time),
-		Type:         auditv1.EventType(e.Type),
+		Type:         auditv1.EventType(e.Type), //nolint:gosec // audit.Type is a small enum (ValidateEvent refuses unknown types)
 		Actor:        e.Actor,
 		DelegationId: e.DelegationID,
 		AgentId:      e.Agent,

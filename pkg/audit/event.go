@@ -13,19 +13,19 @@ type Type int
 const (
 	// TypeUnspecified is the zero value; never written.
 	TypeUnspecified Type = iota
-	// TypeDelegationCreated: a user delegated to an agent.
+	// TypeDelegationCreated means a user delegated to an agent.
 	TypeDelegationCreated
-	// TypeSubDelegated: an agent delegated part of its delegation to another agent.
+	// TypeSubDelegated means an agent delegated part of its delegation to another agent.
 	TypeSubDelegated
-	// TypeRevoked: a delegation (and with it its descendants) was revoked.
+	// TypeRevoked means a delegation (and with it its descendants) was revoked.
 	TypeRevoked
-	// TypeDenied: a request was refused; the reason is in Detail.
+	// TypeDenied means a request was refused; the reason is in Detail.
 	TypeDenied
-	// TypeTokenIssued: SPIRE issued a JWT-SVID under a delegation.
+	// TypeTokenIssued means SPIRE issued a JWT-SVID under a delegation.
 	TypeTokenIssued
-	// TypeAgentSynced: a declared agent's SPIRE entry was created, updated or deleted.
+	// TypeAgentSynced means a declared agent's SPIRE entry was created, updated or deleted.
 	TypeAgentSynced
-	// TypeAuditPruned: the events up to an archived anchor were deleted from
+	// TypeAuditPruned means the events up to an archived anchor were deleted from
 	// the store; Detail names the anchor the remaining log starts after.
 	TypeAuditPruned
 )

@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
@@ -95,7 +96,7 @@ func ReadJSONL(r io.Reader) iter.Seq2[*Event, error] {
 			}
 		}
 		switch err := s.Err(); {
-		case err == bufio.ErrTooLong:
+		case errors.Is(err, bufio.ErrTooLong):
 			yield(nil, &LineError{Line: line + 1, Err: fmt.Errorf("%w: more than %d bytes", ErrLineTooLong, MaxLineLength)})
 		case err != nil:
 			yield(nil, &LineError{Line: line + 1, Err: fmt.Errorf("audit: reading export: %w", err)})

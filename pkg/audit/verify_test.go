@@ -198,10 +198,10 @@ func TestVerifierSticky(t *testing.T) {
 	if errText(first) != want {
 		t.Fatalf("Add() = %v, want %s", first, want)
 	}
-	if err := v.Add(&full[1]); err != first {
+	if err := v.Add(&full[1]); !errors.Is(err, first) {
 		t.Fatalf("Add after a failure = %v, want the first error again", err)
 	}
-	if err := v.Close(); err != first {
+	if err := v.Close(); !errors.Is(err, first) {
 		t.Fatalf("Close() = %v, want the first error again", err)
 	}
 	if v.Count() != 1 || v.Last() != full[0].Anchor() {
@@ -229,7 +229,7 @@ func TestVerifyPassesIteratorError(t *testing.T) {
 			yield(nil, boom)
 		}
 	}
-	if err := audit.Verify(seq); err != boom {
+	if err := audit.Verify(seq); !errors.Is(err, boom) {
 		t.Fatalf("Verify() = %v, want the iterator's error", err)
 	}
 }

@@ -210,7 +210,7 @@ func DecodeAccessToken(payload []byte) (AccessToken, error) {
 	var w accessTokenJSON
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	if err := dec.Decode(&w); err != nil {
-		return AccessToken{}, fmt.Errorf("%w: %v", ErrMalformedAccessToken, err)
+		return AccessToken{}, fmt.Errorf("%w: %w", ErrMalformedAccessToken, err)
 	}
 	if dec.More() {
 		return AccessToken{}, fmt.Errorf("%w: data after the claims", ErrMalformedAccessToken)

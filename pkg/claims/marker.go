@@ -35,7 +35,7 @@ func SplitAudience(aud []string, prefix string) (rest []string, id delegation.ID
 	}
 	id, err = delegation.ParseID(aud[found][len(prefix):])
 	if err != nil {
-		return nil, delegation.ID{}, fmt.Errorf("%w: %v", ErrMarker, err)
+		return nil, delegation.ID{}, fmt.Errorf("%w: %w", ErrMarker, err)
 	}
 	rest = make([]string, 0, len(aud)-1)
 	rest = append(rest, aud[:found]...)

@@ -176,7 +176,7 @@ func (c *command) auditVerify(args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var in io.Reader = c.env.Stdin
+	in := c.env.Stdin
 	name := "standard input"
 	if fs.NArg() == 1 && fs.Arg(0) != "-" {
 		f, err := os.Open(fs.Arg(0))
@@ -251,7 +251,7 @@ func (c *command) tokenInspect(args []string) error {
 	subText, _ := all["sub"].(string)
 	sub, err := spiffeid.FromString(subText)
 	if err != nil {
-		return fmt.Errorf("token inspect: sub is not a SPIFFE ID: %v", err)
+		return fmt.Errorf("token inspect: sub is not a SPIFFE ID: %w", err)
 	}
 	var exp time.Time
 	if f, ok := all["exp"].(float64); ok {

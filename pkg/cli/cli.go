@@ -22,7 +22,7 @@ import (
 )
 
 // TokenEnv is the environment variable a user token may come from.
-const TokenEnv = "AGENTID_USER_TOKEN"
+const TokenEnv = "AGENTID_USER_TOKEN" //nolint:gosec // the name of an environment variable, not a credential
 
 // maxTokenFile bounds a token read from a file or standard input.
 const maxTokenFile = 64 << 10

@@ -82,7 +82,9 @@ func TestDelegateListRevokeAudit(t *testing.T) {
 		t.Fatalf("audit export: %d %q %s", r.code, r.stdout, r.stderr)
 	}
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
-	os.WriteFile(file, []byte(r.stdout), 0o600)
+	if err := os.WriteFile(file, []byte(r.stdout), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	v := run(t, nil, "", "audit", "verify", file)
 	if v.code != 0 || !strings.HasPrefix(v.stdout, "ok: 3 events, chain intact; head 3:") {
 		t.Fatalf("audit verify: %d %q %s", v.code, v.stdout, v.stderr)

@@ -22,9 +22,9 @@ type State int
 const (
 	// StateUnspecified is the zero value; it is not active.
 	StateUnspecified State = iota
-	// StateActive: the delegation grants its scopes until it expires.
+	// StateActive means the delegation grants its scopes until it expires.
 	StateActive
-	// StateRevoked: revoked by someone allowed to, or through a revoked ancestor.
+	// StateRevoked marks a delegation revoked by someone allowed to, or through a revoked ancestor.
 	StateRevoked
 	// StateExpired is never stored; EffectiveState reports it for an active
 	// delegation whose expiry has passed.

@@ -37,7 +37,7 @@ func (s ScopeSet) MarshalJSON() ([]byte, error) { return json.Marshal(s.Strings(
 func (s *ScopeSet) UnmarshalJSON(b []byte) error {
 	var list []string
 	if err := json.Unmarshal(b, &list); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidScope, err)
+		return fmt.Errorf("%w: %w", ErrInvalidScope, err)
 	}
 	set, err := ParseScopes(list)
 	if err != nil {
@@ -62,7 +62,7 @@ func (u User) MarshalJSON() ([]byte, error) {
 func (u *User) UnmarshalJSON(b []byte) error {
 	var j userJSON
 	if err := json.Unmarshal(b, &j); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidUser, err)
+		return fmt.Errorf("%w: %w", ErrInvalidUser, err)
 	}
 	parsed, err := NewUser(j.Issuer, j.Subject, j.Email)
 	if err != nil {
@@ -120,7 +120,7 @@ func (d *Delegation) UnmarshalJSON(b []byte) error {
 		if isOwnError(err) {
 			return err // a field's own validation error already names the field
 		}
-		return fmt.Errorf("%w: %v", ErrInvalidDelegation, err)
+		return fmt.Errorf("%w: %w", ErrInvalidDelegation, err)
 	}
 	state, err := ParseState(j.State)
 	if err != nil {

@@ -526,8 +526,7 @@ func TestRedirects(t *testing.T) {
 	t.Run("to another host refused", func(t *testing.T) {
 		clock := newFakeClock()
 		elsewhere := newTestIssuer(t, k)
-		var ti *testIssuer
-		ti = newTestIssuer(t, k)
+		ti := newTestIssuer(t, k)
 		ti.srv.Config.Handler = http.RedirectHandler(elsewhere.url+"/.well-known/openid-configuration", http.StatusFound)
 		a := newAuth(t, ti.config(clock))
 		te := authFails(t, a, sign(t, k, ti.claims(clock.Now())), ReasonIssuerUnavailable)

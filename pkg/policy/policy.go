@@ -16,7 +16,7 @@ import (
 // MaxRuleNameLength bounds a rule's name in bytes.
 const MaxRuleNameLength = 128
 
-// CallerLocal, in a rule's Callers, admits requests that arrive on the
+// CallerLocal in a rule's Callers admits requests that arrive on the
 // server's local unix socket (Input.Caller is zero). That socket is guarded by
 // file permissions, not by a SPIFFE ID, so no rule admits it unless it says
 // so.

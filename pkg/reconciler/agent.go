@@ -208,7 +208,7 @@ func buildDesired(prefix, selectorType string, agents []Agent) (map[string]spire
 			return nil, fmt.Errorf("%w %q: name is declared twice", ErrInvalidAgent, a.Name)
 		}
 		if err := validateAgent(a, selectorType); err != nil {
-			return nil, fmt.Errorf("%w %q: %s", ErrInvalidAgent, a.Name, err)
+			return nil, fmt.Errorf("%w %q: %w", ErrInvalidAgent, a.Name, err)
 		}
 		e := desiredEntry(prefix, a)
 		key := similarKey(e)

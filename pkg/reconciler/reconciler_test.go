@@ -342,7 +342,7 @@ func TestMetrics(t *testing.T) {
 	e.setAgents(t, agent("a"), agent("b"))
 	_ = e.rec.Reconcile(context.Background())
 
-	want := fmt.Sprintf(`
+	want := `
 # HELP agentid_agent_sync_state 1 for the current sync state of each declared agent (pending, synced, error), 0 for the others.
 # TYPE agentid_agent_sync_state gauge
 agentid_agent_sync_state{agent="a",state="error"} 0
@@ -366,7 +366,7 @@ agentid_reconcile_owned_entries 0
 # HELP agentid_reconcile_last_success_timestamp_seconds Unix time of the last pass that synced every agent.
 # TYPE agentid_reconcile_last_success_timestamp_seconds gauge
 agentid_reconcile_last_success_timestamp_seconds 0
-`)
+`
 	if err := testutil.GatherAndCompare(e.registry, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}

@@ -19,9 +19,9 @@ type ChangeKind int
 const (
 	// ChangeUnspecified is the zero value; never stored.
 	ChangeUnspecified ChangeKind = iota
-	// ChangeCreated: a delegation was created (root or sub-delegation).
+	// ChangeCreated means a delegation was created (root or sub-delegation).
 	ChangeCreated
-	// ChangeRevoked: a delegation was revoked, directly or by cascade.
+	// ChangeRevoked means a delegation was revoked, directly or by cascade.
 	ChangeRevoked
 )
 

@@ -78,13 +78,13 @@ var (
 type Class int
 
 const (
-	// ClassUnauthenticated: the caller's identity could not be established
+	// ClassUnauthenticated means the caller's identity could not be established
 	// (no token, bad token, token not the peer's, revoked). The zero value,
 	// and the class of any error this package does not know.
 	ClassUnauthenticated Class = iota
-	// ClassForbidden: the identity is established but a requirement failed.
+	// ClassForbidden means the identity is established but a requirement failed.
 	ClassForbidden
-	// ClassUnavailable: the verifier cannot decide now (revocation status
+	// ClassUnavailable means the verifier cannot decide now (revocation status
 	// unknown); the caller may retry.
 	ClassUnavailable
 )

@@ -47,7 +47,7 @@ func PeerID(cs *tls.ConnectionState) (spiffeid.ID, error) {
 	}
 	id, err := x509svid.IDFromCert(cs.PeerCertificates[0])
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("%w: %v", ErrNoPeer, err)
+		return spiffeid.ID{}, fmt.Errorf("%w: %w", ErrNoPeer, err)
 	}
 	return id, nil
 }

@@ -144,7 +144,9 @@ func newGrantServer(tb testing.TB) *grantServer {
 		tb.Fatal(err)
 	}
 	bundle := jwtbundle.New(td)
-	bundle.AddJWTAuthority("spire-jwt-1", &key.PublicKey)
+	if err := bundle.AddJWTAuthority("spire-jwt-1", &key.PublicKey); err != nil {
+		tb.Fatal(err)
+	}
 
 	user, err := delegation.NewUser("https://idp.example.com", "alice", "alice@example.com")
 	if err != nil {

@@ -240,10 +240,10 @@ func TestServerConfigFromValues(t *testing.T) {
 				for _, s := range got.Selectors {
 					sels = append(sels, s.Type+":"+s.Value)
 				}
-				if !slices.Equal(sels, strings_(a["selectors"])) {
+				if !slices.Equal(sels, stringList(a["selectors"])) {
 					t.Errorf("agent %s: selectors %v, want %v", got.Name, sels, a["selectors"])
 				}
-				ceiling := strings_(a["scopeCeiling"])
+				ceiling := stringList(a["scopeCeiling"])
 				slices.Sort(ceiling)
 				gotCeiling := got.ScopeCeiling.Strings()
 				if !slices.Equal(gotCeiling, ceiling) {
@@ -253,7 +253,7 @@ func TestServerConfigFromValues(t *testing.T) {
 				for _, s := range got.SubAgents {
 					subs = append(subs, s.String())
 				}
-				if !slices.Equal(subs, strings_(a["subAgents"])) {
+				if !slices.Equal(subs, stringList(a["subAgents"])) {
 					t.Errorf("agent %s: sub-agents %v, want %v", got.Name, subs, a["subAgents"])
 				}
 			}
@@ -477,7 +477,7 @@ func or(v any, def string) string {
 	return def
 }
 
-func strings_(v any) []string {
+func stringList(v any) []string {
 	list, _ := v.([]any)
 	out := make([]string, 0, len(list))
 	for _, x := range list {

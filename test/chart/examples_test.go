@@ -244,7 +244,7 @@ func TestAgentWithSidecar(t *testing.T) {
 	var selectors []string
 	for _, a := range dig(t, values, "server", "agents").([]any) {
 		if a.(map[string]any)["name"] == manifest.Name {
-			selectors = strings_(a.(map[string]any)["selectors"])
+			selectors = stringList(a.(map[string]any)["selectors"])
 		}
 	}
 	want := []string{"aiagent:name:" + manifest.Name, "k8s:ns:" + dep.Namespace, "k8s:sa:" + spec.ServiceAccountName}
@@ -315,7 +315,7 @@ func TestMeshExample(t *testing.T) {
 	// extauthz accepts.
 	serverConf := parseSPIREConfig(t, get[*corev1.ConfigMap](t, m, "ConfigMap", "agentid-spire-server").Data["server.conf"])
 	rule := dig(t, istio["requestauthentication.yaml"][0], "spec", "jwtRules").([]any)[0].(map[string]any)
-	if rule["issuer"] != serverConf.Server.JWTIssuer || !slices.Equal(strings_(rule["audiences"]), ours.Audiences) {
+	if rule["issuer"] != serverConf.Server.JWTIssuer || !slices.Equal(stringList(rule["audiences"]), ours.Audiences) {
 		t.Errorf("Istio expects issuer %v audiences %v; spire-server writes %q, extauthz accepts %v", rule["issuer"], rule["audiences"], serverConf.Server.JWTIssuer, ours.Audiences)
 	}
 

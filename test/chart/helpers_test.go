@@ -66,7 +66,7 @@ var helmBin = sync.OnceValues(func() (string, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("building helm in test/tools/helm: %v: %s", err, stderr.String())
+		return "", fmt.Errorf("building helm in test/tools/helm: %w: %s", err, stderr.String())
 	}
 	return strings.TrimSpace(string(out)), nil
 })
@@ -88,7 +88,7 @@ func runHelm(t testing.TB, args ...string) (string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("helm %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+		return stdout.String(), fmt.Errorf("helm %s: %w: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return stdout.String(), nil
 }
@@ -359,16 +359,6 @@ func container(t testing.TB, spec *corev1.PodSpec, name string) *corev1.Containe
 	}
 	t.Fatalf("no container %s", name)
 	return nil
-}
-
-// mountPath returns where c mounts the volume named volume ("" when not).
-func mountPath(c *corev1.Container, volume string) string {
-	for _, m := range c.VolumeMounts {
-		if m.Name == volume {
-			return m.MountPath
-		}
-	}
-	return ""
 }
 
 // volumeFor returns the name of the volume c mounts at dir ("" when none).

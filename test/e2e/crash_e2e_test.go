@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -251,7 +252,7 @@ func (sc *scenario) archiveAndPrune(t *testing.T) {
 	}
 	_, err = st.CLI(t, nil, "audit", "verify", path)
 	want := fmt.Sprintf("agentid: %s: audit: chain broken at sequence %d: first event has sequence %d, expected 1\n", path, head.Sequence+1, head.Sequence+1)
-	if ce, ok := err.(*stack.CommandError); !ok || ce.Stderr != want {
+	if ce, ok := errors.AsType[*stack.CommandError](err); !ok || ce.Stderr != want {
 		t.Fatalf("audit verify without -from after the prune: %v; want %q", err, want)
 	}
 	t.Logf("pruned %d audit events through %s; %d left", len(archive), head, len(rest))

@@ -165,7 +165,7 @@ func GoBuild(ctx context.Context, root, outDir string, pkgs ...string) error {
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir = filepath.Join(root, dir)
 		if b, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go %s (in %s): %v\n%s", strings.Join(args, " "), cmd.Dir, err, b)
+			return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), cmd.Dir, err, b)
 		}
 	}
 	return nil

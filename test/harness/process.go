@@ -231,11 +231,11 @@ func awaitReady(p *process, what string, timeout time.Duration, ready func() err
 		}
 		if p != nil {
 			if gone, werr := p.exited(); gone {
-				return fmt.Errorf("%s %w before %s: %v (last check: %v)", p.name, errExited, what, werr, err)
+				return fmt.Errorf("%s %w before %s: %w (last check: %w)", p.name, errExited, what, werr, err)
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not reached within %s: %v", what, timeout, err)
+			return fmt.Errorf("%s not reached within %s: %w", what, timeout, err)
 		}
 		<-ticker.C
 	}

@@ -137,7 +137,7 @@ func Start(ctx context.Context, config Config) (*Service, error) {
 		if err != nil {
 			return fail(err)
 		}
-		go w.Run(runCtx)
+		go w.Run(runCtx) //nolint:errcheck // Run returns only ctx's error, at shutdown
 		if err := w.Ready(ctx); err != nil {
 			return fail(fmt.Errorf("whoami: revocation watch not ready: %w", err))
 		}
@@ -236,5 +236,5 @@ func whoami(w http.ResponseWriter, r *http.Request) {
 		a.Delegation.Chain = append(a.Delegation.Chain, c.String())
 	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(a)
+	json.NewEncoder(w).Encode(a) //nolint:errcheck,gosec // a plain struct to the client; an error means the client has gone
 }

@@ -15,7 +15,7 @@ import (
 	"github.com/agentid/agentid/pkg/server/servertest"
 )
 
-func call(t *testing.T, client *http.Client, ctx context.Context, url string) (int, string) {
+func call(t *testing.T, ctx context.Context, client *http.Client, url string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	resp, err := client.Do(req)
@@ -65,7 +65,7 @@ func TestWhoami(t *testing.T) {
 	client := &http.Client{Transport: tr}
 	url := "https://" + svc.Addr().String() + "/whoami"
 
-	status, body := call(t, client, agentclient.WithDelegation(servertest.Ctx(t), root.ID), url)
+	status, body := call(t, agentclient.WithDelegation(servertest.Ctx(t), root.ID), client, url)
 	var a whoami.Answer
 	if err := json.Unmarshal([]byte(body), &a); status != 200 || err != nil {
 		t.Fatalf("%d %s", status, body)
@@ -84,7 +84,7 @@ func TestWhoami(t *testing.T) {
 	}
 
 	// No delegation: the agent alone is not enough for this service.
-	if status, body := call(t, client, servertest.Ctx(t), url); status != 401 || !strings.Contains(body, "verify: no token") {
+	if status, body := call(t, servertest.Ctx(t), client, url); status != 401 || !strings.Contains(body, "verify: no token") {
 		t.Fatalf("plain call: %d %s", status, body)
 	}
 
@@ -95,7 +95,7 @@ func TestWhoami(t *testing.T) {
 	}
 	ctx := agentclient.WithDelegation(servertest.Ctx(t), root.ID)
 	for {
-		status, body := call(t, client, ctx, url)
+		status, body := call(t, ctx, client, url)
 		if status == 401 && strings.Contains(body, "revoked") {
 			break
 		}

@@ -233,8 +233,8 @@ func checkEvents(tx *bolt.Tx, report func(string, ...any) bool) bool {
 		if !bytes.Equal(k, u64(e.Sequence)) {
 			ok = ok && report("audit event %x holds sequence %d", k, e.Sequence)
 		}
-		_ = verifier.Add(&e) // sticky: reported by Close below
-		key := join([]byte{byte(e.Type)}, k)
+		_ = verifier.Add(&e)                 // sticky: reported by Close below
+		key := join([]byte{byte(e.Type)}, k) //nolint:gosec // audit.Type is a small enum (validated before it is stored)
 		if !byType[string(key)] {
 			ok = ok && report("audit event %d: no %s entry", e.Sequence, bucketEventsByType)
 		}

@@ -140,7 +140,7 @@ func crashRound(t *testing.T, path string, run time.Duration) (created, revoked 
 			}
 			kill = nil
 		case <-bound:
-			cmd.Process.Kill()
+			_ = cmd.Process.Kill() // the timeout is the failure to report
 			t.Fatal("writer process did not start or stop in time")
 		}
 	}
@@ -206,7 +206,7 @@ func TestCrashChild(t *testing.T) {
 			// Prune about half of what remains.
 			evs, _, err := s.ListEvents(ctx, store.EventFilter{AfterSeq: base.Sequence + (head.Sequence-base.Sequence)/2}, store.Page{Size: 1})
 			if err != nil || len(evs) != 1 {
-				fail(fmt.Errorf("event after the middle: %d, %v", len(evs), err))
+				fail(fmt.Errorf("event after the middle: %d, %w", len(evs), err))
 			}
 			if _, err := s.PruneEvents(ctx, evs[0].Anchor(), audit.Event{Time: testT0, Type: audit.TypeAuditPruned, Actor: "local"}); err != nil {
 				fail(err)

@@ -177,7 +177,7 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter, p store.Pag
 				sources = append(sources, newSeqCursor(tx, bucketEventsByDelegation, prefix, after))
 			}
 		case f.Type != audit.TypeUnspecified:
-			sources = append(sources, newSeqCursor(tx, bucketEventsByType, []byte{byte(f.Type)}, after))
+			sources = append(sources, newSeqCursor(tx, bucketEventsByType, []byte{byte(f.Type)}, after)) //nolint:gosec // audit.Type is a small enum; the filter is validated by the caller
 		default:
 			sources = append(sources, newSeqCursor(tx, bucketEvents, nil, after))
 		}

@@ -158,7 +158,7 @@ func (s *Server) decide(req *authv3.CheckRequest) (rule string, p *verify.Princi
 		if r.match != nil {
 			ok, err := eval(r.match, vars)
 			if err != nil {
-				return r.name, nil, fmt.Errorf("%w %q: match: %v", ErrDenied, r.name, err)
+				return r.name, nil, fmt.Errorf("%w %q: match: %w", ErrDenied, r.name, err)
 			}
 			if !ok {
 				continue
@@ -166,7 +166,7 @@ func (s *Server) decide(req *authv3.CheckRequest) (rule string, p *verify.Princi
 		}
 		ok, err := eval(r.allow, vars)
 		if err != nil {
-			return r.name, nil, fmt.Errorf("%w %q: allow: %v", ErrDenied, r.name, err)
+			return r.name, nil, fmt.Errorf("%w %q: allow: %w", ErrDenied, r.name, err)
 		}
 		if !ok {
 			return r.name, nil, fmt.Errorf("%w %q", ErrDenied, r.name)

@@ -2,6 +2,7 @@ package grpcmw_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -190,7 +191,7 @@ func TestStreamInterceptor(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		if _, err := stream.Recv(); err != io.EOF {
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
 			return nil, err
 		}
 		return h, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -60,7 +61,7 @@ func (s *Stack) Exec(t testing.TB, env []string, path string, args ...string) (s
 	if ctx.Err() != nil {
 		t.Fatalf("stack: %s %s did not finish within %s; stderr: %s", name, strings.Join(args, " "), commandTimeout, errOut.String())
 	}
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 		return out.String(), errOut.String(), &CommandError{Args: append([]string{name}, args...), Code: ee.ExitCode(), Stderr: errOut.String()}
 	}
 	if err != nil {

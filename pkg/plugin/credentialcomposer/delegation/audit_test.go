@@ -1,6 +1,7 @@
 package composer
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -147,7 +148,7 @@ func TestAuditLostOnClose(t *testing.T) {
 func TestAuditStoppedRefuses(t *testing.T) {
 	a := newAuditor(nil, 1, nil, fastTuning, nil)
 	a.stop()
-	if err := a.enqueue(nil); err != errAuditStopped {
+	if err := a.enqueue(nil); !errors.Is(err, errAuditStopped) {
 		t.Fatalf("enqueue after stop: %v", err)
 	}
 	a.stop() // idempotent

@@ -129,7 +129,6 @@ func replicaMemory(tb testing.TB, msgs [][]byte) (*replica, uint64) {
 		snapshot = append(snapshot, d)
 	}
 	r.install(snapshot, uint64(len(msgs)), t0)
-	snapshot = nil
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	if r.size() != len(msgs) {

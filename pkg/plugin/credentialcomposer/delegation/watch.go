@@ -98,7 +98,7 @@ func (a replicaAdapter) Reset() { a.w.replica.reset() }
 // jitter spreads d over [0.8d, 1.2d) so that restarted plugins do not
 // retry in step.
 func jitter(d time.Duration) time.Duration {
-	return d*4/5 + rand.N(d*2/5+1)
+	return d*4/5 + rand.N(d*2/5+1) //nolint:gosec // reconnect jitter needs spread, not unpredictability
 }
 
 // applyChange applies one change, of type CREATED or REVOKED (the watch

@@ -3,6 +3,7 @@ package aiagent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -459,7 +460,7 @@ func decodeObject(data []byte) (map[string]json.RawMessage, error) {
 // notJSON wraps an error met inside the object, where the end of the input
 // is always premature.
 func notJSON(err error) error {
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
 	return fmt.Errorf("not JSON: %w", err)

@@ -54,7 +54,7 @@ func checkNotPseudoFS(f *os.File) error {
 	if err := syscall.Fstatfs(int(f.Fd()), &st); err != nil {
 		return err
 	}
-	if name, ok := pseudoFS[uint32(st.Type)]; ok {
+	if name, ok := pseudoFS[uint32(st.Type)]; ok { //nolint:gosec // statfs f_type magic numbers are 32-bit values (linux/magic.h)
 		return fmt.Errorf("%s is on %s, not a real file system", f.Name(), name)
 	}
 	return nil

@@ -255,10 +255,10 @@ func (s *Server) Start() error {
 			s.cmd = nil
 			logf.Close()
 			log, _ := os.ReadFile(logf.Name())
-			return fmt.Errorf("postgres exited during start: %v\n%s", werr, log)
+			return fmt.Errorf("postgres exited during start: %w\n%s", werr, log)
 		case <-ctx.Done():
-			s.stopLocked(syscall.SIGQUIT)
-			return fmt.Errorf("postgres did not accept connections within %s: %v", startBound, err)
+			_ = s.stopLocked(syscall.SIGQUIT) // the start-up timeout is the error to report
+			return fmt.Errorf("postgres did not accept connections within %s: %w", startBound, err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -295,7 +295,7 @@ func (s *Server) stopLocked(sig syscall.Signal) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for syscall.Kill(pid, 0) == nil {
 		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL) // best effort; the timeout is the error to report
 			return fmt.Errorf("postgres %d did not stop within 30s after %s", pid, sig)
 		}
 		time.Sleep(10 * time.Millisecond)
