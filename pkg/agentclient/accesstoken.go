@@ -24,7 +24,7 @@ import (
 
 // grantTypeJWTBearer is RFC 7523's grant type, which agentid-server's token
 // endpoint answers with an access token for a delegated JWT-SVID.
-const grantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+const grantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer" //nolint:gosec // RFC 7523's grant type URN, not a credential
 
 // maxTokenResponse bounds a token endpoint's answer.
 const maxTokenResponse = 64 << 10

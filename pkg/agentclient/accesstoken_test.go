@@ -82,7 +82,7 @@ func (f *oauthFixture) tokens(t *testing.T) *agentclient.AccessTokens {
 
 func payloadOf(t *testing.T, token string) map[string]any {
 	t.Helper()
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,12 +19,12 @@ import (
 // RFC 8693 token exchange: the grant type and the token types it reads and
 // writes.
 const (
-	GrantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	GrantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange" //nolint:gosec // an RFC 8693 token type URN, not a credential
 	// TokenTypeAccessToken is an access token this server issued.
-	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token"
+	TokenTypeAccessToken = "urn:ietf:params:oauth:token-type:access_token" //nolint:gosec // an RFC 8693 token type URN, not a credential
 	// TokenTypeJWT is a JWT-SVID whose audience holds the issuer: delegated
 	// as a subject token, plain or delegated as an actor token.
-	TokenTypeJWT = "urn:ietf:params:oauth:token-type:jwt"
+	TokenTypeJWT = "urn:ietf:params:oauth:token-type:jwt" //nolint:gosec // an RFC 8693 token type URN, not a credential
 )
 
 // The refusals of token exchange. RFC 8693 §2.2.2 answers invalid_request

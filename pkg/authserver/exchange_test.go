@@ -178,7 +178,9 @@ func TestExchange(t *testing.T) {
 	} {
 		w := e.post(authserver.TokenPath, f.Encode(), reporterCert, nil)
 		var body errorResponse
-		json.Unmarshal(w.Body.Bytes(), &body)
+		if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+			t.Fatalf("answer %q: %v", w.Body.String(), err)
+		}
 		if w.Code != 400 || body.Error != authserver.ErrorInvalidRequest {
 			t.Fatalf("%s after the root's revocation: %d %s", name, w.Code, w.Body)
 		}

@@ -149,7 +149,7 @@ func (v *Verifier) Verify(ctx context.Context, token string, req *http.Request) 
 	if len(token) > maxToken {
 		return nil, invalid("token too large")
 	}
-	jws, err := jose.ParseSigned(token, []jose.SignatureAlgorithm{jose.ES256})
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, invalid("not an ES256 JWS")
 	}

@@ -218,7 +218,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		tasks = append(tasks, task.Serve("http", func() error { return httpSrv.Serve(httpLis) }, func() {
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer scancel()
-			httpSrv.Shutdown(sctx)
+			_ = httpSrv.Shutdown(sctx) // its only error is the deadline, after which the listener is closed anyway
 		}))
 	}
 	oauthAddr := ""
@@ -230,7 +230,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		tasks = append(tasks, task.Serve("oauth "+oauthAddr, oauth.serve, func() {
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer scancel()
-			oauth.server.Shutdown(sctx)
+			_ = oauth.server.Shutdown(sctx) // as above
 		}))
 	}
 	pageAddr := ""
@@ -239,7 +239,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		tasks = append(tasks, task.Serve("user page "+pageAddr, page.serve, func() {
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer scancel()
-			page.server.Shutdown(sctx)
+			_ = page.server.Shutdown(sctx) // as above
 		}))
 	}
 	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr, "oauth": oauthAddr, "user_page": pageAddr,

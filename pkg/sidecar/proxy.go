@@ -107,7 +107,7 @@ func (s *Sidecar) proxyHandler() (http.Handler, error) {
 		for _, host := range append([]string{r.Name}, r.Hosts...) {
 			key, err := routeKey(host, "http")
 			if err != nil {
-				return nil, fmt.Errorf("%w: routes: %v", ErrInvalidConfig, err)
+				return nil, fmt.Errorf("%w: routes: %w", ErrInvalidConfig, err)
 			}
 			routes[key] = h
 		}

@@ -66,7 +66,7 @@ func Start(ctx context.Context, config Config) (*Sidecar, error) {
 	}
 	s := &Sidecar{config: config, log: log, agent: agent}
 	fail := func(err error) (*Sidecar, error) {
-		s.shutdown()
+		_ = s.shutdown() // the start-up failure is the error to report
 		return nil, err
 	}
 	if s.metrics, err = newMetrics(s); err != nil {
@@ -155,7 +155,7 @@ func (s *Sidecar) serve(srv *http.Server, l net.Listener) {
 	s.tasks = append(s.tasks, task.Serve("sidecar: serve "+l.Addr().String(), func() error { return srv.Serve(l) }, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
-		srv.Shutdown(ctx)
+		_ = srv.Shutdown(ctx) // its only error is ctx's end, after which the listener is closed anyway
 	}))
 }
 
@@ -204,7 +204,7 @@ func (s *Sidecar) shutdown() error {
 	var errs []error
 	if s.stop != nil {
 		s.stop()
-		<-s.served
+		<-s.served //nolint:errcheck // a server that failed was reported by Run already
 	}
 	for _, l := range []net.Listener{s.apiL, s.proxyL, s.metricsL} {
 		if l != nil {

@@ -119,7 +119,9 @@ func TestUserPageInBrowser(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900))
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	state := func(t *testing.T, id string) delegationv1.State {
 		t.Helper()

@@ -178,7 +178,7 @@ func (c *Client[T]) Run(ctx context.Context) error {
 // jitter spreads d over [0.8d, 1.2d) so that restarted clients do not
 // reconnect in step.
 func jitter(d time.Duration) time.Duration {
-	return d*4/5 + rand.N(d*2/5+1)
+	return d*4/5 + rand.N(d*2/5+1) //nolint:gosec // reconnect jitter needs spread, not unpredictability
 }
 
 func protocolf(format string, args ...any) error {

@@ -122,7 +122,7 @@ func listenPrivate(path string) (net.Listener, error) {
 func Loopback(hostport string) (string, error) {
 	host, port, err := net.SplitHostPort(hostport)
 	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrNotLoopback, hostport, err)
+		return "", fmt.Errorf("%w: %q: %w", ErrNotLoopback, hostport, err)
 	}
 	if p, err := strconv.ParseUint(port, 10, 16); err != nil || (port != "0" && p == 0) {
 		return "", fmt.Errorf("%w: %q: port must be 0..65535", ErrNotLoopback, hostport)

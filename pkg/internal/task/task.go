@@ -80,7 +80,7 @@ func Serve(name string, serve func() error, stop func()) Task {
 			return err
 		case <-ctx.Done():
 			stop()
-			<-done
+			<-done //nolint:errcheck // what serving returns after a requested stop is no failure
 			return nil
 		}
 	}}

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
@@ -72,7 +73,7 @@ func (s *Store) GetAgent(ctx context.Context, name string) (store.Agent, error) 
 	}
 	var rec []byte
 	err := s.pool.QueryRow(ctx, "SELECT record FROM agentid_agents WHERE name = $1", name).Scan(&rec)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return store.Agent{}, fmt.Errorf("%w: agent %q", store.ErrNotFound, name)
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package pgstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -159,7 +160,7 @@ func (s *Store) GetDelegation(ctx context.Context, id delegation.ID) (*delegatio
 		rec []byte
 	)
 	err := s.pool.QueryRow(ctx, "SELECT seq, record FROM agentid_delegations WHERE id = $1", id.String()).Scan(&seq, &rec)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: delegation %s", store.ErrNotFound, id)
 	}
 	if err != nil {

@@ -371,7 +371,7 @@ func (s *Store) listenOnce(ctx context.Context) error {
 		switch {
 		case err == nil:
 			var rev uint64
-			fmt.Sscan(n.Payload, &rev)
+			_, _ = fmt.Sscan(n.Payload, &rev) // a payload that does not parse leaves rev 0, which still wakes the watchers to re-read
 			s.notify(rev)
 		case ctx.Err() != nil:
 			return ctx.Err()

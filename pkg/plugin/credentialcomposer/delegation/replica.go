@@ -144,16 +144,6 @@ func (r *replica) progress(revision uint64, now time.Time) {
 	r.mu.Unlock()
 }
 
-// touch records that a message arrived, when the replica is ready.
-func (r *replica) touch(now time.Time) {
-	r.mu.Lock()
-	if r.ready {
-		r.lastHeard = now
-		r.broadcastLocked()
-	}
-	r.mu.Unlock()
-}
-
 // reset discards everything: the replica is not ready until the next
 // snapshot_end.
 func (r *replica) reset() {
