@@ -35,6 +35,19 @@ build: ## build every binary into ./bin
 .PHONY: test
 test: unit e2e ## run every test: unit, then end to end on real SPIRE and Hydra (the README's test command; CI runs it)
 
+.PHONY: ci
+ci: ## what CI (.ci/run) runs: lint, tidy-check, generate-check, checksums-check, the unit tests under -race, then make test
+	@t=$$SECONDS; $(MAKE) --no-print-directory lint; echo "ci: lint $$((SECONDS - t))s"
+	@t=$$SECONDS; $(MAKE) --no-print-directory tidy-check; echo "ci: tidy-check $$((SECONDS - t))s"
+	@t=$$SECONDS; $(MAKE) --no-print-directory generate-check; echo "ci: generate-check $$((SECONDS - t))s"
+	@t=$$SECONDS; $(MAKE) --no-print-directory checksums-check; echo "ci: checksums-check $$((SECONDS - t))s"
+	@t=$$SECONDS; $(MAKE) --no-print-directory unit-race; echo "ci: unit-race $$((SECONDS - t))s"
+	@t=$$SECONDS; $(MAKE) --no-print-directory test; echo "ci: test $$((SECONDS - t))s"
+
+.PHONY: unit-race
+unit-race: ## the main module's unit tests under the race detector (part of make ci)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
 .PHONY: demo
 demo: tools ## the main job: on real SPIRE and Hydra, a user delegates to an agent, it calls a service, sub-delegates, the user revokes
 	$(TESTMOD) run ./demo
