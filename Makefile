@@ -110,7 +110,7 @@ images: ## build the images with docker buildx (needs a docker engine; not run i
 BENCHSPIRE_FLAGS ?=
 
 .PHONY: bench-spire
-bench-spire: tools-spire ## issuance on real SPIRE: agentid-composer vs a trivial composer; fails below 0.97, which it does today (0.95-0.96, issue 4); not in make test
+bench-spire: tools-spire ## issuance on real SPIRE: agentid-composer vs the shaped composer (same claims, no work); fails below 0.98 throughput or above 1.02x CPU per token; not in make test
 	$(TESTMOD) test -v -count=1 -tags e2e -run '^$$' -bench BenchmarkIssuance -benchtime 1x -timeout 20m ./bench/ $(BENCHSPIRE_FLAGS)
 
 .PHONY: bench
