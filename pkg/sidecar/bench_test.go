@@ -163,18 +163,18 @@ func startRelay(tb testing.TB, upstream string) string {
 
 // benchVsDirect measures the delegated GET through the proxy at proxyURL
 // (Host: crm) with client against the direct call.
-func benchVsDirect(b *testing.B, f *fixture, name, work string, client *http.Client, proxyURL string) {
+func benchVsDirect(b *testing.B, f *fixture, name, work string, client *http.Client, proxyURL string) (direct, proxied time.Duration) {
 	idText := f.delegate(b)
 	req, _ := http.NewRequest("GET", proxyURL+"/campaigns?work="+work, nil)
 	req.Host = "crm"
 	req.Header.Set(sidecar.DelegationHeader, idText)
-	interleave(b, f, name, work, client, req)
+	return interleave(b, f, name, work, client, req)
 }
 
 // interleave sends, in each iteration, the delegated GET straight to the
 // upstream and then req with client, so both see the same machine load,
 // and reports both medians and name/direct.
-func interleave(b *testing.B, f *fixture, name, work string, client *http.Client, req *http.Request) {
+func interleave(b *testing.B, f *fixture, name, work string, client *http.Client, req *http.Request) (direct, other time.Duration) {
 	id, ok := agentclient.DelegationFrom(req.Context())
 	if !ok {
 		if id, ok = parseHeaderID(req); !ok {
@@ -185,11 +185,11 @@ func interleave(b *testing.B, f *fixture, name, work string, client *http.Client
 	if err != nil {
 		b.Fatal(err)
 	}
-	direct := &http.Client{Transport: tr}
+	directClient := &http.Client{Transport: tr}
 	ctx := agentclient.WithDelegation(context.Background(), id)
 	directReq, _ := http.NewRequestWithContext(ctx, "GET", "https://"+f.crm.addr+"/campaigns?work="+work, nil)
 	for range 20 { // warm both pools and the token caches
-		resp, err := direct.Do(directReq)
+		resp, err := directClient.Do(directReq)
 		drain(b, resp, err)
 		resp, err = client.Do(req)
 		drain(b, resp, err)
@@ -199,7 +199,7 @@ func interleave(b *testing.B, f *fixture, name, work string, client *http.Client
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		resp, err := direct.Do(directReq)
+		resp, err := directClient.Do(directReq)
 		drain(b, resp, err)
 		mid := time.Now()
 		resp, err = client.Do(req)
@@ -211,6 +211,38 @@ func interleave(b *testing.B, f *fixture, name, work string, client *http.Client
 	d := percentiles(b, "direct-", dl)
 	o := percentiles(b, name+"-", ol)
 	b.ReportMetric(float64(o)/float64(d), name+"/direct")
+	b.ReportMetric(float64((o-d).Nanoseconds())/1e3, name+"-added-µs")
+	return d, o
+}
+
+// BenchmarkEgressFloor checks the egress proxy's floors in one run: the
+// p50 it adds to a delegated GET over a direct Go mTLS call must be at
+// most 40 µs to an upstream that does no work, and the proxied p50 at most
+// 1.05× the direct one to an upstream taking 1 ms. The bare TCP relay is
+// measured beside them as the floor of any extra hop on this machine.
+//
+//	go test -run '^$' -bench EgressFloor -benchtime 5000x ./pkg/sidecar/
+func BenchmarkEgressFloor(b *testing.B) {
+	var added0 time.Duration
+	var ratio1ms float64
+	b.Run("proxy/work=0", func(b *testing.B) {
+		f := newFixture(b)
+		d, o := benchVsDirect(b, f, "proxy", "0", &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, f.proxy)
+		added0 = o - d
+	})
+	b.Run("proxy/work=1ms", func(b *testing.B) {
+		f := newFixture(b)
+		d, o := benchVsDirect(b, f, "proxy", "1ms", &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}, f.proxy)
+		ratio1ms = float64(o) / float64(d)
+	})
+	b.Run("relay/work=0", BenchmarkRelayVsDirect)
+	b.Logf("proxy adds %s at p50 to a zero-work upstream (floor 40µs); %.3f× to a 1 ms upstream (floor 1.05×)", added0, ratio1ms)
+	if added0 > 40*time.Microsecond {
+		b.Errorf("proxy adds %s at p50 over a direct mTLS call, want at most 40µs", added0)
+	}
+	if ratio1ms > 1.05 {
+		b.Errorf("proxy/direct p50 to a 1 ms upstream is %.3f×, want at most 1.05×", ratio1ms)
+	}
 }
 
 func parseHeaderID(req *http.Request) (delegation.ID, bool) {
