@@ -7,19 +7,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/agentid/agentid/pkg/audit"
 	auditv1 "github.com/agentid/agentid/proto/agentid/audit/v1"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
-// Limits of RecordTokenIssuance, enforced by agentid-server. The composer
-// checks a token's audiences against them before issuing, so that the server
-// never has reason to refuse a record of a token that exists.
+// Limits of RecordTokenIssuance, enforced by agentid-server and defined in
+// pkg/audit. The composer checks a token's audiences against them before
+// issuing, so that the server never has reason to refuse a record of a
+// token that exists.
 const (
-	maxAuditBatch       = 1000
-	maxAuditAudiences   = 32
-	maxAuditAudienceLen = 2048
+	maxAuditBatch       = audit.MaxIssuanceBatch
+	maxAuditAudiences   = audit.MaxIssuanceAudiences
+	maxAuditAudienceLen = audit.MaxIssuanceAudienceLength
 )
 
 // errAuditStopped is returned for an issuance after the sender stopped

@@ -24,13 +24,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// MaxIssuanceBatch bounds one RecordTokenIssuance call.
-const MaxIssuanceBatch = 1000
+// MaxIssuanceBatch bounds one RecordTokenIssuance call (audit's wire
+// limit, defined once there).
+const MaxIssuanceBatch = audit.MaxIssuanceBatch
 
-// Bounds of one issuance record's audiences.
+// Bounds of one issuance record's audiences (audit's wire limits).
 const (
-	maxIssuanceAudiences      = 32
-	maxIssuanceAudienceLength = 2048
+	maxIssuanceAudiences      = audit.MaxIssuanceAudiences
+	maxIssuanceAudienceLength = audit.MaxIssuanceAudienceLength
 )
 
 // Config is what the service needs.
