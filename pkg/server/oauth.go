@@ -22,7 +22,6 @@ import (
 	"github.com/agentid/agentid/pkg/authserver"
 	"github.com/agentid/agentid/pkg/authserver/keyring"
 	"github.com/agentid/agentid/pkg/server/config"
-	"github.com/agentid/agentid/pkg/store/boltstore"
 )
 
 // jwtBundleRefresh is how often the trust domain's JWT bundle is re-read
@@ -47,7 +46,7 @@ type jwtBundleFetcher interface {
 // cfg: its keyring in the store, the trust domain's JWT bundle from SPIRE
 // (assertions) and the server's X.509 bundle (agents' client certificates),
 // and listens. Every failure stops start-up.
-func newOAuthListener(ctx context.Context, cfg *config.OAuth, td spiffeid.TrustDomain, agents []agent.Agent, st *boltstore.Store,
+func newOAuthListener(ctx context.Context, cfg *config.OAuth, td spiffeid.TrustDomain, agents []agent.Agent, st serverStore,
 	spire jwtBundleFetcher, x509Bundles x509bundle.Source, log logrus.FieldLogger) (*oauthListener, error) {
 	log = log.WithField("subsystem", "oauth")
 	// Token exchange sub-delegates under the same declaration as

@@ -18,7 +18,6 @@ import (
 	"github.com/agentid/agentid/pkg/spireapi"
 	"github.com/agentid/agentid/pkg/spireapi/x509source"
 	"github.com/agentid/agentid/pkg/store"
-	"github.com/agentid/agentid/pkg/store/boltstore"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -54,7 +53,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		log.WithField("warning", w).Warn("DANGEROUS: agent identity can be taken by copying its manifest")
 	}
 
-	st, err := boltstore.Open(cfg.StorePath, boltstore.Options{})
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("failed to open store: %w", err)
 	}
@@ -113,6 +112,10 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	health, err := newStoreHealth(st, log.WithField("subsystem", "store"), reg)
+	if err != nil {
+		return err
+	}
 
 	agents := newRegistry(st, log)
 	audited := agentSyncAuditor(ctx, st, log)
@@ -193,6 +196,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 	tasks := []task.Task{
 		{Name: "reconciler", Run: rec.Run},
 		{Name: "purge", Run: purge.run},
+		{Name: "store health", Run: health.run},
 	}
 	if runIdentity != nil {
 		tasks = append(tasks, task.Task{Name: "identity", Run: runIdentity})
@@ -214,7 +218,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 			}
 			return fmt.Errorf("failed to listen on %s: %w", cfg.HTTPAddr, err)
 		}
-		httpSrv := &http.Server{Handler: healthMux(st, id, reg), ReadHeaderTimeout: 5 * time.Second}
+		httpSrv := &http.Server{Handler: healthMux(health, id, reg), ReadHeaderTimeout: 5 * time.Second}
 		tasks = append(tasks, task.Serve("http", func() error { return httpSrv.Serve(httpLis) }, func() {
 			sctx, scancel := context.WithTimeout(context.Background(), shutdownTimeout)
 			defer scancel()
@@ -243,7 +247,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		}))
 	}
 	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr, "oauth": oauthAddr, "user_page": pageAddr,
-		"agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
+		"store": storeType(cfg), 		"agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
 	err = task.Run(ctx, tasks...)
 	if err != nil {
 		log.WithError(err).Error("Component failed; shutting down")
@@ -288,15 +292,13 @@ func agentSyncAuditor(ctx context.Context, st store.Store, log logrus.FieldLogge
 
 // healthMux serves /healthz (the process runs), /readyz (the store answers
 // and the server holds an unexpired X509-SVID) and /metrics.
-func healthMux(st store.Store, id identity, reg *prometheus.Registry) http.Handler {
+func healthMux(health *storeHealth, id identity, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if _, err := st.ListAgents(ctx); err != nil {
+		if err := health.probe(r.Context()); err != nil {
 			http.Error(w, "store not ready", http.StatusServiceUnavailable)
 			return
 		}

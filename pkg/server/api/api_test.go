@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -233,7 +234,8 @@ func TestAnswers(t *testing.T) {
 	m := NewUnregisteredMetrics()
 	log := LogOrDiscard(nil)
 	for err, want := range map[error]string{
-		errors.New("disk gone"):  "rpc error: code = Unavailable desc = failed to read delegation",
+		errors.New("disk gone"): "rpc error: code = Unavailable desc = failed to read delegation",
+		fmt.Errorf("%w: failed to read delegation: dial error", store.ErrUnavailable): "rpc error: code = Unavailable desc = failed to read delegation: the store's database is unreachable; retry later",
 		context.Canceled:         "rpc error: code = Canceled desc = context canceled",
 		context.DeadlineExceeded: "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
 	} {
@@ -241,7 +243,7 @@ func TestAnswers(t *testing.T) {
 			t.Errorf("StoreError(%v) = %v, want %s", err, got, want)
 		}
 	}
-	if got := testutil.ToFloat64(m.StoreErrors); got != 3 {
+	if got := testutil.ToFloat64(m.StoreErrors); got != 4 {
 		t.Fatalf("store_errors_total = %v", got)
 	}
 	for in, want := range map[string]string{

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/agentid/agentid/pkg/delegation"
+	"github.com/agentid/agentid/pkg/store"
 	"github.com/sirupsen/logrus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc/codes"
@@ -47,14 +48,18 @@ func ParseDelegationID(field, s string) (delegation.ID, error) {
 }
 
 // StoreError logs a store failure, counts it, and answers without
-// internals: UNAVAILABLE naming the operation ("failed to <op>"), or the
-// context's own code when the request ended. A store that cannot be read or
+// internals: UNAVAILABLE naming the operation ("failed to <op>", and for a
+// database that cannot be reached, saying so), or the context's own code
+// when the request ended. A store that cannot be read or
 // written fails the request: nothing is issued.
 func StoreError(log logrus.FieldLogger, m *Metrics, op string, err error) error {
 	m.StoreErrors.Inc()
 	log.WithError(err).WithField("op", op).Error("Store operation failed")
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return status.FromContextError(err).Err()
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return status.Error(codes.Unavailable, fmt.Sprintf("failed to %s: the store's database is unreachable; retry later", op))
 	}
 	return status.Error(codes.Unavailable, fmt.Sprintf("failed to %s", op))
 }

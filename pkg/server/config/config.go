@@ -39,12 +39,9 @@ const (
 // see examples/server/agentid-server.yaml.
 type File struct {
 	// TrustDomain is the SPIRE trust domain, e.g. "example.org". Required.
-	TrustDomain string `yaml:"trust_domain"`
-	Store       struct {
-		// Path of the bbolt file. Required; its directory must exist when the server starts.
-		Path string `yaml:"path"`
-	} `yaml:"store"`
-	SPIRE struct {
+	TrustDomain string    `yaml:"trust_domain"`
+	Store       StoreFile `yaml:"store"`
+	SPIRE       struct {
 		// AdminSocket is spire-server's admin API socket (socket_path in its
 		// config). Required: entries are reconciled through it.
 		AdminSocket string `yaml:"admin_socket"`
@@ -113,6 +110,52 @@ type File struct {
 		Level  string `yaml:"level"`  // debug, info, warn, error; default info
 		Format string `yaml:"format"` // json or text; default json
 	} `yaml:"log"`
+}
+
+// StoreFile is the store section.
+type StoreFile struct {
+	// Type is the backend: "bolt" (the default: one file, one replica)
+	// or "postgres" (several replicas on one database).
+	Type string `yaml:"type"`
+	// Path of the bbolt file. Required with type bolt; its directory
+	// must exist when the server starts.
+	Path string `yaml:"path"`
+	// Postgres configures type postgres.
+	Postgres PostgresFile `yaml:"postgres"`
+}
+
+// PostgresFile is the store.postgres section. The connection string comes
+// from dsn or from the environment variable dsn_env (one of them); it may
+// not hold the password in the file: that goes in password_file (a mounted
+// Secret), or in the variable's value.
+type PostgresFile struct {
+	// DSN is a libpq connection string or postgres:// URL without a
+	// password, e.g. "host=db.example.com dbname=agentid user=agentid
+	// sslmode=verify-full sslrootcert=/etc/agentid/pg-ca.pem".
+	DSN string `yaml:"dsn"`
+	// DSNEnv names the environment variable that holds the connection
+	// string instead (from a Kubernetes Secret, say).
+	DSNEnv string `yaml:"dsn_env"`
+	// PasswordFile is read for the password at each new connection.
+	PasswordFile string `yaml:"password_file"`
+	// MaxConns bounds the replica's connection pool; 0 means pgstore's
+	// default (16), else at least 3.
+	MaxConns int `yaml:"max_conns"`
+}
+
+// Store backends.
+const (
+	StoreBolt     = "bolt"
+	StorePostgres = "postgres"
+)
+
+// Postgres is the validated store.postgres section.
+type Postgres struct {
+	// ConnString is the connection string, read from dsn or dsn_env. It is
+	// never logged.
+	ConnString   string
+	PasswordFile string
+	MaxConns     int
 }
 
 // Issuer is one accepted OIDC issuer of user tokens.
@@ -205,10 +248,82 @@ func Parse(b []byte) (*Config, error) {
 	return file.Build()
 }
 
+// buildPostgres validates the store section for its type and returns the
+// PostgreSQL settings (nil for bolt).
+func buildPostgres(typ string, f *File, fail func(key, format string, args ...any)) *Postgres {
+	pg := f.Store.Postgres
+	switch typ {
+	case StoreBolt:
+		if f.Store.Path == "" {
+			fail("store.path", "is required")
+		}
+		if pg != (PostgresFile{}) {
+			fail("store.postgres", "is set, but store.type is bolt (set store.type: postgres)")
+		}
+		return nil
+	case StorePostgres:
+	default:
+		fail("store.type", "must be bolt or postgres")
+		return nil
+	}
+	if f.Store.Path != "" {
+		fail("store.path", "is a bbolt file; store.type postgres takes store.postgres")
+	}
+	c := &Postgres{PasswordFile: pg.PasswordFile, MaxConns: pg.MaxConns}
+	switch {
+	case pg.DSN == "" && pg.DSNEnv == "":
+		fail("store.postgres", "dsn or dsn_env is required")
+	case pg.DSN != "" && pg.DSNEnv != "":
+		fail("store.postgres", "set dsn or dsn_env, not both")
+	case pg.DSN != "":
+		if holdsPassword(pg.DSN) {
+			// The config file is readable by whoever reads the
+			// deployment; the password is not.
+			fail("store.postgres.dsn", "holds a password; put it in store.postgres.password_file, or the whole string in dsn_env")
+		}
+		c.ConnString = pg.DSN
+	default:
+		c.ConnString = os.Getenv(pg.DSNEnv)
+		if c.ConnString == "" {
+			fail("store.postgres.dsn_env", "environment variable %s is not set or empty", pg.DSNEnv)
+		}
+	}
+	if pg.MaxConns < 0 || pg.MaxConns > 0 && pg.MaxConns < 3 {
+		fail("store.postgres.max_conns", "must be at least 3 (one for writes, one to listen, one to read)")
+	}
+	return c
+}
+
+// holdsPassword reports whether a libpq connection string or URL written
+// in the file carries a password: a password= key, or user:password@ in a
+// URL.
+func holdsPassword(dsn string) bool {
+	lower := strings.ToLower(dsn)
+	if strings.Contains(lower, "password") {
+		return true
+	}
+	if rest, ok := strings.CutPrefix(lower, "postgres://"); ok || strings.HasPrefix(lower, "postgresql://") {
+		if !ok {
+			rest = strings.TrimPrefix(lower, "postgresql://")
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			userinfo := rest[:at]
+			if slash := strings.Index(rest, "/"); slash >= 0 && slash < at {
+				return false // the @ is past the authority
+			}
+			return strings.Contains(userinfo, ":")
+		}
+	}
+	return false
+}
+
 // Config is the validated runtime configuration.
 type Config struct {
-	TrustDomain       spiffeid.TrustDomain
+	TrustDomain spiffeid.TrustDomain
+	// StoreType is StoreBolt (StorePath) or StorePostgres (Postgres).
+	StoreType         string
 	StorePath         string
+	Postgres          *Postgres
 	AdminSocket       string
 	WorkloadAPISocket string
 	ServerID          spiffeid.ID
@@ -245,6 +360,7 @@ func (f *File) Build() (*Config, error) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
 	c := &Config{
+		StoreType:         or(f.Store.Type, StoreBolt),
 		StorePath:         f.Store.Path,
 		AdminSocket:       f.SPIRE.AdminSocket,
 		WorkloadAPISocket: f.SPIRE.WorkloadAPISocket,
@@ -270,9 +386,7 @@ func (f *File) Build() (*Config, error) {
 	default:
 		c.TrustDomain = td
 	}
-	if c.StorePath == "" {
-		fail("store.path", "is required")
-	}
+	c.Postgres = buildPostgres(c.StoreType, f, fail)
 	if c.AdminSocket == "" {
 		fail("spire.admin_socket", "is required")
 	}

@@ -110,13 +110,29 @@ func TestParseRejects(t *testing.T) {
 		want     string
 	}{
 		{"unknown key with line", "store: {path: /tmp/agentid.db}", "store: {path: /tmp/agentid.db, sync: false}",
-			"config: yaml: unmarshal errors:\n  line 3: field sync not found in type struct { Path string \"yaml:\\\"path\\\"\" }"},
+			"config: yaml: unmarshal errors:\n  line 3: field sync not found in type config.StoreFile"},
 		{"unknown top-level key", "trust_domain: example.org", "trust_domain: example.org\nlisten_grpc: x",
 			"config: yaml: unmarshal errors:\n  line 3: field listen_grpc not found in type config.File"},
 		{"no trust domain", "trust_domain: example.org", "", "config: trust_domain: is required"},
 		{"bad trust domain", "trust_domain: example.org", "trust_domain: Example.org",
 			"config: trust_domain: trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores"},
 		{"no store", "store: {path: /tmp/agentid.db}", "", "config: store.path: is required"},
+		{"unknown store type", "store: {path: /tmp/agentid.db}", "store: {type: etcd, path: /tmp/agentid.db}", "config: store.type: must be bolt or postgres"},
+		{"postgres section with bolt", "store: {path: /tmp/agentid.db}", "store: {path: /tmp/agentid.db, postgres: {dsn: host=db}}",
+			"config: store.postgres: is set, but store.type is bolt (set store.type: postgres)"},
+		{"postgres with a path", "store: {path: /tmp/agentid.db}", "store: {type: postgres, path: /tmp/agentid.db, postgres: {dsn: host=db}}",
+			"config: store.path: is a bbolt file; store.type postgres takes store.postgres"},
+		{"postgres without dsn", "store: {path: /tmp/agentid.db}", "store: {type: postgres}", "config: store.postgres: dsn or dsn_env is required"},
+		{"postgres with both", "store: {path: /tmp/agentid.db}", "store: {type: postgres, postgres: {dsn: host=db, dsn_env: AGENTID_PG_DSN}}",
+			"config: store.postgres: set dsn or dsn_env, not both"},
+		{"password in dsn", "store: {path: /tmp/agentid.db}", `store: {type: postgres, postgres: {dsn: "host=db password=hunter2"}}`,
+			"config: store.postgres.dsn: holds a password; put it in store.postgres.password_file, or the whole string in dsn_env"},
+		{"password in url", "store: {path: /tmp/agentid.db}", `store: {type: postgres, postgres: {dsn: "postgres://agentid:hunter2@db/agentid"}}`,
+			"config: store.postgres.dsn: holds a password; put it in store.postgres.password_file, or the whole string in dsn_env"},
+		{"unset dsn_env", "store: {path: /tmp/agentid.db}", "store: {type: postgres, postgres: {dsn_env: AGENTID_TEST_UNSET_DSN}}",
+			"config: store.postgres.dsn_env: environment variable AGENTID_TEST_UNSET_DSN is not set or empty"},
+		{"two connections", "store: {path: /tmp/agentid.db}", "store: {type: postgres, postgres: {dsn: host=db, max_conns: 2}}",
+			"config: store.postgres.max_conns: must be at least 3 (one for writes, one to listen, one to read)"},
 		{"no issuers", `oidc: {issuers: [{url: "https://idp.example.com", audiences: [agentid]}]}`, "", "config: oidc.issuers: at least one issuer is required"},
 		{"http issuer", `url: "https://idp.example.com"`, `url: "http://idp.example.com"`, "config: oidc.issuers[0].url: must be an absolute https URL"},
 		{"no audience", `audiences: [agentid]`, `audiences: []`, "config: oidc.issuers[0].audiences: at least one audience is required"},
@@ -143,6 +159,36 @@ func TestParseRejects(t *testing.T) {
 				t.Fatalf("err = %v\nwant  %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestPostgresStore(t *testing.T) {
+	const dsn = "host=db.example.com dbname=agentid user=agentid sslmode=verify-full sslrootcert=/etc/agentid/pg-ca.pem"
+	for _, tt := range []struct {
+		name, store string
+		want        config.Postgres
+	}{
+		{"dsn", `store: {type: postgres, postgres: {dsn: "` + dsn + `", password_file: /run/secrets/pg, max_conns: 8}}`,
+			config.Postgres{ConnString: dsn, PasswordFile: "/run/secrets/pg", MaxConns: 8}},
+		{"url without password", `store: {type: postgres, postgres: {dsn: "postgres://agentid@db.example.com/agentid?sslmode=verify-full"}}`,
+			config.Postgres{ConnString: "postgres://agentid@db.example.com/agentid?sslmode=verify-full"}},
+		{"dsn_env", "store: {type: postgres, postgres: {dsn_env: AGENTID_TEST_PG_DSN}}",
+			config.Postgres{ConnString: "postgres://agentid:from-a-secret@db/agentid"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("AGENTID_TEST_PG_DSN", "postgres://agentid:from-a-secret@db/agentid")
+			cfg, err := config.Parse([]byte(strings.Replace(minimal, "store: {path: /tmp/agentid.db}", tt.store, 1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.StoreType != config.StorePostgres || cfg.StorePath != "" || cfg.Postgres == nil || *cfg.Postgres != tt.want {
+				t.Fatalf("store = %q %q %+v, want postgres %+v", cfg.StoreType, cfg.StorePath, cfg.Postgres, tt.want)
+			}
+		})
+	}
+	cfg, err := config.Parse([]byte(minimal))
+	if err != nil || cfg.StoreType != config.StoreBolt || cfg.Postgres != nil {
+		t.Fatalf("default store = %+v, %v; want bolt", cfg, err)
 	}
 }
 
