@@ -247,7 +247,7 @@ func Run(ctx context.Context, cfg *config.Config, log logrus.FieldLogger) error 
 		}))
 	}
 	log.WithFields(logrus.Fields{"local_socket": cfg.LocalSocket, "grpc": cfg.GRPCAddr, "http": cfg.HTTPAddr, "oauth": oauthAddr, "user_page": pageAddr,
-		"store": storeType(cfg), 		"agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
+		"store": storeType(cfg), "agents": len(cfg.Agents), "rules": len(cfg.Rules)}).Info("agentid-server started")
 	err = task.Run(ctx, tasks...)
 	if err != nil {
 		log.WithError(err).Error("Component failed; shutting down")
