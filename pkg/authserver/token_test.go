@@ -396,7 +396,7 @@ func TestIntrospectionInactive(t *testing.T) {
 	forged := e.jwt.mint(t, map[string]any{"iss": issuer, "sub": "x"}) // signed by SPIRE's key, not ours
 	for name, tok := range map[string]string{
 		"garbage": "abc", "another resource's token": crm.AccessToken, "a JWT-SVID": forged,
-		"tampered": tr.AccessToken[:len(tr.AccessToken)-2] + "AA",
+		"tampered": tamperSignature(tr.AccessToken),
 	} {
 		if code, m := e.introspect(t, tok, nil); code != 200 || len(m) != 1 || m["active"] != false {
 			t.Fatalf("%s: %d %v", name, code, m)
@@ -406,6 +406,19 @@ func TestIntrospectionInactive(t *testing.T) {
 	if _, m := e.introspect(t, tr.AccessToken, nil); m["active"] != false {
 		t.Fatalf("expired: %v", m)
 	}
+}
+
+// tamperSignature changes the first character of the JWS signature. Its six
+// bits all belong to the signature's first byte, so the token always changes;
+// rewriting the last characters does not (base64url's final character carries
+// padding bits, and 1 signature in 256 already ends in the replaced byte).
+func tamperSignature(token string) string {
+	i := strings.LastIndexByte(token, '.') + 1
+	c := byte('A')
+	if token[i] == 'A' {
+		c = 'B'
+	}
+	return token[:i] + string(c) + token[i+1:]
 }
 
 func TestIntrospectionNeedsAuthentication(t *testing.T) {
