@@ -283,34 +283,8 @@ func (s *Store) RevokeDelegation(ctx context.Context, r store.Revocation) ([]del
 	if err := s.begin(ctx); err != nil {
 		return nil, 0, err
 	}
-	if r.ID.IsZero() {
-		return nil, 0, fmt.Errorf("%w: empty delegation id", store.ErrInvalidArgument)
-	}
-	if len(r.Reason) > delegation.MaxReasonLength {
-		return nil, 0, fmt.Errorf("%w: reason is %d bytes, at most %d", store.ErrInvalidArgument, len(r.Reason), delegation.MaxReasonLength)
-	}
-	if r.At.IsZero() {
-		r.At = s.clock()
-	}
-	r.At = r.At.UTC().Round(0)
-	if r.Event.Time.IsZero() {
-		r.Event.Time = r.At
-	}
-	if r.Event.DelegationID == "" {
-		r.Event.DelegationID = r.ID.String()
-	}
-	if r.Event.DelegationID != r.ID.String() {
-		return nil, 0, fmt.Errorf("%w: event delegation id %q differs from %s", store.ErrInvalidArgument, r.Event.DelegationID, r.ID)
-	}
-	for _, extra := range [][2]string{
-		{store.DetailCascadeCount, strconv.Itoa(math.MaxInt32)},
-		{store.DetailCascadeOf, r.ID.String()},
-	} {
-		probe := r.Event
-		probe.Detail = withDetail(r.Event.Detail, extra[0], extra[1])
-		if err := s.checkEvent(&probe); err != nil {
-			return nil, 0, err
-		}
+	if err := r.Prepare(s.clock, s.checkEvent); err != nil {
+		return nil, 0, err
 	}
 	var (
 		revoked  []delegation.ID
